@@ -1,0 +1,1 @@
+//! ringflow-cluster

@@ -1,0 +1,1 @@
+//! Runnable examples for ringflow; see the `[[example]]` entries in Cargo.toml.
