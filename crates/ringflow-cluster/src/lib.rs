@@ -1,1 +1,21 @@
-//! ringflow-cluster
+//! Coordinator and worker of a ringflow cluster.
+//!
+//! The coordinator owns membership, failure detection and the epoch-stamped assignment
+//! of ring partitions; workers join it over QUIC, heartbeat, and act on the newest table
+//! they were sent. Decisions live in sans-IO cores (`now` passed in), wrapped by actix
+//! actors; the QUIC endpoint runs on its own Arbiter so the control plane never waits
+//! behind other work.
+
+pub mod client;
+pub mod config;
+pub mod coordinator;
+pub mod error;
+mod persist;
+mod runtime;
+pub mod worker;
+
+pub use client::ClusterClient;
+pub use config::{CoordinatorConfig, TlsConfig, WorkerConfig};
+pub use coordinator::{CoordinatorCore, CoordinatorHandle};
+pub use error::ClusterError;
+pub use worker::{WorkerCore, WorkerHandle};

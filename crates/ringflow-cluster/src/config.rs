@@ -1,0 +1,220 @@
+//! Configuration of coordinators and workers (TOML files, overridable by flags).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ClusterError;
+
+/// Where a node finds its certificates: `certs_dir/ca.crt`, `certs_dir/{name}.crt`,
+/// `certs_dir/{name}.key`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Directory holding the cluster CA certificate and this node's certificate and key.
+    pub certs_dir: PathBuf,
+    /// Base name of this node's certificate files.
+    pub name: String,
+}
+
+/// Configuration of the coordinator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorConfig {
+    /// Cluster name; every peer's handshake must name the same cluster.
+    pub cluster: String,
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Directory for the persisted membership and assignment.
+    pub data_dir: PathBuf,
+    /// Certificates.
+    pub tls: TlsConfig,
+    /// Number of ring partitions (power of two); fixed when the cluster is created.
+    pub partitions: u32,
+    /// Replicas per partition (capped by the number of live workers).
+    pub replication: u32,
+    /// How often workers send heartbeats, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which a worker is declared dead and loses its partitions, in ms.
+    pub failure_timeout_ms: u64,
+    /// Largest accepted frame, in bytes.
+    pub max_frame: usize,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            cluster: "ringflow".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            data_dir: PathBuf::from("data/coordinator"),
+            tls: TlsConfig {
+                certs_dir: PathBuf::from("certs"),
+                name: "coordinator".into(),
+            },
+            partitions: ringflow_ring::DEFAULT_PARTITIONS,
+            replication: ringflow_ring::DEFAULT_REPLICATION as u32,
+            heartbeat_interval_ms: 500,
+            failure_timeout_ms: 3000,
+            max_frame: ringflow_proto::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        ringflow_ring::RingConfig::new(self.partitions, self.replication as usize)?;
+        if self.heartbeat_interval_ms == 0 {
+            return Err(ClusterError::Config("heartbeat_interval_ms must be > 0".into()));
+        }
+        if self.failure_timeout_ms < 2 * self.heartbeat_interval_ms {
+            return Err(ClusterError::Config(format!(
+                "failure_timeout_ms ({}) must be at least twice heartbeat_interval_ms ({})",
+                self.failure_timeout_ms, self.heartbeat_interval_ms
+            )));
+        }
+        if self.max_frame < 64 * 1024 {
+            return Err(ClusterError::Config("max_frame must be at least 65536".into()));
+        }
+        validate_name("cluster", &self.cluster)
+    }
+
+    /// The heartbeat interval.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// The failure timeout.
+    pub fn failure_timeout(&self) -> Duration {
+        Duration::from_millis(self.failure_timeout_ms)
+    }
+}
+
+/// Configuration of a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Cluster name; must match the coordinator's.
+    pub cluster: String,
+    /// Stable worker id: a restarted worker with the same id gets its partitions back.
+    pub id: String,
+    /// QUIC listen address for peers (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Address announced to peers, if different from the bound one (e.g. behind NAT).
+    pub advertise: Option<String>,
+    /// The coordinator's address, `HOST:PORT`.
+    pub coordinator: String,
+    /// Capacity weight: the worker's share of partitions is proportional to it.
+    pub capacity: u32,
+    /// Directory for the worker's own data.
+    pub data_dir: PathBuf,
+    /// Certificates.
+    pub tls: TlsConfig,
+    /// Largest accepted frame, in bytes.
+    pub max_frame: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            cluster: "ringflow".into(),
+            id: "worker-1".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            coordinator: "127.0.0.1:7400".into(),
+            capacity: 1,
+            data_dir: PathBuf::from("data/worker-1"),
+            tls: TlsConfig {
+                certs_dir: PathBuf::from("certs"),
+                name: "worker-1".into(),
+            },
+            max_frame: ringflow_proto::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        validate_name("id", &self.id)?;
+        validate_name("cluster", &self.cluster)?;
+        if self.capacity == 0 {
+            return Err(ClusterError::Config("capacity must be >= 1".into()));
+        }
+        if self.coordinator.trim().is_empty() {
+            return Err(ClusterError::Config("coordinator address is empty".into()));
+        }
+        if self.max_frame < 64 * 1024 {
+            return Err(ClusterError::Config("max_frame must be at least 65536".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Ids and names: 1..=128 chars of `[A-Za-z0-9._-]`.
+pub fn validate_name(what: &str, s: &str) -> Result<(), ClusterError> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ClusterError::Config(format!(
+            "{what} {s:?} must be 1 to 128 characters of letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        CoordinatorConfig::default().validate().unwrap();
+        WorkerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let c = CoordinatorConfig {
+            partitions: 1000,
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+        let c = CoordinatorConfig {
+            failure_timeout_ms: 100,
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+        let w = WorkerConfig {
+            id: "a/b".into(),
+            ..Default::default()
+        };
+        assert!(w.validate().is_err());
+        let w = WorkerConfig {
+            capacity: 0,
+            ..Default::default()
+        };
+        assert!(w.validate().is_err());
+    }
+
+    #[test]
+    fn toml_with_unknown_key_is_refused() {
+        let r: Result<WorkerConfig, _> = toml_like("id = \"w\"\nbogus = 1\n");
+        assert!(r.is_err());
+    }
+
+    fn toml_like(s: &str) -> Result<WorkerConfig, String> {
+        // The crate does not depend on toml; JSON exercises the same serde attributes.
+        let mut map = serde_json::Map::new();
+        for line in s.lines() {
+            let (k, v) = line.split_once('=').ok_or("no =")?;
+            let v: serde_json::Value = serde_json::from_str(v.trim()).map_err(|e| e.to_string())?;
+            map.insert(k.trim().to_string(), v);
+        }
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,534 @@
+//! The coordinator's decisions, sans-IO: membership, failure detection, rebalancing.
+//!
+//! Time is passed in as milliseconds on any monotonic clock; nothing here reads a clock,
+//! touches a socket or a file. The actor around it persists [`PersistedState`] and
+//! publishes [`ClusterView`]s when a method reports a change.
+
+use std::collections::BTreeMap;
+
+use ringflow_proto::{
+    ClusterStatus, ClusterView, ErrorCode, ErrorReply, Heartbeat, HeartbeatAck, JoinRequest, MemberState,
+    MemberStatus, PeerInfo,
+};
+use ringflow_ring::{plan, Assignment, RingConfig, WorkerId, WorkerSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::ClusterError;
+
+/// Timing parameters of failure detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Expected interval between a worker's heartbeats (ms).
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which a worker is dead (ms). Half of it makes a worker suspect.
+    pub failure_timeout_ms: u64,
+}
+
+/// What the coordinator knows about one worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Worker id.
+    pub id: WorkerId,
+    /// Its QUIC address.
+    pub addr: String,
+    /// Capacity weight.
+    pub capacity: u32,
+    /// Liveness state.
+    pub state: MemberState,
+    /// When it was last heard from (ms, caller's clock); not persisted.
+    #[serde(skip)]
+    pub last_seen: Option<u64>,
+    /// Epoch it last reported acting on; not persisted.
+    #[serde(skip)]
+    pub member_epoch: u64,
+    /// Generation of its current control session; heartbeats from older ones are refused.
+    #[serde(skip)]
+    pub session: u64,
+}
+
+impl Member {
+    /// Whether the member counts for assignment (owns partitions).
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self.state,
+            MemberState::Alive | MemberState::Suspect | MemberState::Recovering
+        )
+    }
+}
+
+/// What the coordinator writes to its data directory after every change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedState {
+    /// Format version of this file.
+    pub format: u32,
+    /// Cluster name.
+    pub cluster: String,
+    /// Ring parameters fixed at creation.
+    pub ring: RingConfig,
+    /// Every known member.
+    pub members: Vec<Member>,
+    /// The current assignment.
+    pub assignment: Assignment,
+}
+
+/// Current format of [`PersistedState`].
+pub const STATE_FORMAT: u32 = 1;
+
+/// Result of a join.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinOutcome {
+    /// The session generation to quote with later heartbeats.
+    pub session: u64,
+    /// Whether the assignment (or membership) changed and must be persisted and published.
+    pub changed: bool,
+}
+
+/// The coordinator's state machine.
+#[derive(Clone, Debug)]
+pub struct CoordinatorCore {
+    cluster: String,
+    ring: RingConfig,
+    timing: Timing,
+    members: BTreeMap<WorkerId, Member>,
+    assignment: Assignment,
+    next_session: u64,
+}
+
+impl CoordinatorCore {
+    /// A coordinator for a new cluster, or one resuming from `persisted`.
+    ///
+    /// Members that were live before the restart come back as `Recovering`: they keep
+    /// their partitions for one failure timeout from `now`, so that workers that
+    /// reconnect in time cause no movement at all.
+    pub fn new(
+        cluster: &str,
+        ring: RingConfig,
+        timing: Timing,
+        persisted: Option<PersistedState>,
+        now: u64,
+    ) -> Result<Self, ClusterError> {
+        let mut core = Self {
+            cluster: cluster.to_string(),
+            ring,
+            timing,
+            members: BTreeMap::new(),
+            assignment: Assignment::empty(ring),
+            next_session: 1,
+        };
+        if let Some(p) = persisted {
+            if p.cluster != cluster {
+                return Err(ClusterError::Config(format!(
+                    "data directory belongs to cluster {:?}, configured cluster is {cluster:?}",
+                    p.cluster
+                )));
+            }
+            if p.ring.partitions != ring.partitions {
+                return Err(ClusterError::Config(format!(
+                    "the partition count is fixed at cluster creation: data directory has {}, configuration says {}",
+                    p.ring.partitions, ring.partitions
+                )));
+            }
+            p.assignment.validate()?;
+            for mut m in p.members {
+                if m.is_live() {
+                    m.state = MemberState::Recovering;
+                    m.last_seen = Some(now);
+                }
+                core.members.insert(m.id.clone(), m);
+            }
+            core.assignment = p.assignment;
+            // A changed replication factor takes effect through an ordinary rebalance.
+            if p.ring.replication != ring.replication {
+                core.rebalance()?;
+            }
+        }
+        Ok(core)
+    }
+
+    /// The current assignment.
+    pub fn assignment(&self) -> &Assignment {
+        &self.assignment
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.assignment.epoch()
+    }
+
+    /// Every known member.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// The view that workers act on.
+    pub fn view(&self) -> ClusterView {
+        ClusterView {
+            assignment: self.assignment.clone(),
+            peers: self
+                .members
+                .values()
+                .filter(|m| m.is_live())
+                .map(|m| PeerInfo {
+                    id: m.id.clone(),
+                    addr: m.addr.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// What to write to disk.
+    pub fn persisted(&self) -> PersistedState {
+        PersistedState {
+            format: STATE_FORMAT,
+            cluster: self.cluster.clone(),
+            ring: self.ring,
+            members: self.members.values().cloned().collect(),
+            assignment: self.assignment.clone(),
+        }
+    }
+
+    fn rebalance(&mut self) -> Result<bool, ClusterError> {
+        let specs: Vec<WorkerSpec> = self
+            .members
+            .values()
+            .filter(|m| m.is_live())
+            .map(|m| WorkerSpec {
+                id: m.id.clone(),
+                capacity: m.capacity,
+            })
+            .collect();
+        let next = plan(Some(&self.assignment), &specs, self.ring)?;
+        let changed = next != self.assignment;
+        self.assignment = next;
+        Ok(changed)
+    }
+
+    /// A worker joins, or rejoins after a restart or a lost session.
+    pub fn on_join(&mut self, req: &JoinRequest, now: u64) -> Result<JoinOutcome, ErrorReply> {
+        if req.capacity == 0 {
+            return Err(bad_request("capacity must be >= 1"));
+        }
+        if crate::config::validate_name("worker id", &req.id.0).is_err() {
+            return Err(bad_request(&format!(
+                "worker id {:?} must be 1 to 128 characters of letters, digits, '.', '_' or '-'",
+                req.id.0
+            )));
+        }
+        if req.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad_request(&format!("worker address {:?} is not IP:PORT", req.addr)));
+        }
+        let session = self.next_session;
+        self.next_session += 1;
+        let membership_changed;
+        let needs_rebalance = match self.members.get_mut(&req.id) {
+            Some(m) => {
+                let was_live = m.is_live();
+                let capacity_changed = m.capacity != req.capacity;
+                membership_changed = m.addr != req.addr || capacity_changed || m.state != MemberState::Alive;
+                m.addr = req.addr.clone();
+                m.capacity = req.capacity;
+                m.state = MemberState::Alive;
+                m.last_seen = Some(now);
+                m.member_epoch = req.known_epoch;
+                m.session = session;
+                !was_live || capacity_changed
+            }
+            None => {
+                self.members.insert(
+                    req.id.clone(),
+                    Member {
+                        id: req.id.clone(),
+                        addr: req.addr.clone(),
+                        capacity: req.capacity,
+                        state: MemberState::Alive,
+                        last_seen: Some(now),
+                        member_epoch: req.known_epoch,
+                        session,
+                    },
+                );
+                membership_changed = true;
+                true
+            }
+        };
+        let rebalanced = if needs_rebalance {
+            self.rebalance().map_err(internal)?
+        } else {
+            false
+        };
+        Ok(JoinOutcome {
+            session,
+            changed: rebalanced || membership_changed,
+        })
+    }
+
+    /// A heartbeat on control session `session`.
+    ///
+    /// Returns the ack, and whether the worker is behind and must be sent the view.
+    /// A heartbeat from a member that is not live (declared dead, left, unknown) or from
+    /// a superseded session is refused: the worker must join again.
+    pub fn on_heartbeat(&mut self, hb: &Heartbeat, session: u64, now: u64) -> Result<(HeartbeatAck, bool), ErrorReply> {
+        let epoch = self.epoch();
+        let Some(m) = self.members.get_mut(&hb.id) else {
+            return Err(not_member(&hb.id));
+        };
+        if !m.is_live() || m.session != session {
+            return Err(not_member(&hb.id));
+        }
+        m.last_seen = Some(now);
+        m.member_epoch = hb.epoch;
+        m.state = MemberState::Alive;
+        Ok((HeartbeatAck { seq: hb.seq, epoch }, hb.epoch < epoch))
+    }
+
+    /// A worker leaves on purpose. Returns whether anything changed.
+    pub fn on_leave(&mut self, id: &WorkerId) -> Result<bool, ErrorReply> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Err(not_member(id));
+        };
+        if m.state == MemberState::Left {
+            return Ok(false);
+        }
+        m.state = MemberState::Left;
+        m.last_seen = None;
+        self.rebalance().map_err(internal)?;
+        Ok(true)
+    }
+
+    /// Failure detection. Returns whether membership or the assignment changed.
+    pub fn tick(&mut self, now: u64) -> Result<bool, ClusterError> {
+        let mut died = false;
+        for m in self.members.values_mut().filter(|m| m.is_live()) {
+            let silent = now.saturating_sub(m.last_seen.unwrap_or(now));
+            if silent > self.timing.failure_timeout_ms {
+                tracing::warn!(member = %m.id, silent_ms = silent, "worker declared dead");
+                m.state = MemberState::Dead;
+                died = true;
+            } else if silent > self.timing.failure_timeout_ms / 2 && m.state == MemberState::Alive {
+                tracing::info!(member = %m.id, silent_ms = silent, "worker suspect");
+                m.state = MemberState::Suspect;
+            }
+        }
+        if died {
+            self.rebalance()?;
+        }
+        Ok(died)
+    }
+
+    /// The status report.
+    pub fn status(&self, now: u64) -> ClusterStatus {
+        let counts = self.assignment.counts();
+        let live = self.members.values().filter(|m| m.is_live()).count();
+        let target = (self.ring.replication).min(live);
+        ClusterStatus {
+            cluster: self.cluster.clone(),
+            epoch: self.epoch(),
+            partitions: self.ring.partitions,
+            replication: self.ring.replication as u32,
+            members: self
+                .members
+                .values()
+                .map(|m| {
+                    let (p, prim) = counts.get(&m.id).copied().unwrap_or((0, 0));
+                    MemberStatus {
+                        id: m.id.clone(),
+                        addr: m.addr.clone(),
+                        capacity: m.capacity,
+                        state: m.state,
+                        partitions: p as u32,
+                        primaries: prim as u32,
+                        last_heartbeat_ms_ago: m.last_seen.map(|t| now.saturating_sub(t)),
+                        member_epoch: m.member_epoch,
+                    }
+                })
+                .collect(),
+            unowned: self.assignment.unowned().into_iter().map(|p| p.0).collect(),
+            under_replicated: self.assignment.under_replicated(target).len() as u32,
+        }
+    }
+}
+
+fn bad_request(msg: &str) -> ErrorReply {
+    ErrorReply {
+        code: ErrorCode::BadRequest,
+        message: msg.to_string(),
+    }
+}
+
+fn not_member(id: &WorkerId) -> ErrorReply {
+    ErrorReply {
+        code: ErrorCode::NotMember,
+        message: format!("{id} is not a live member: join again"),
+    }
+}
+
+fn internal(e: ClusterError) -> ErrorReply {
+    ErrorReply {
+        code: ErrorCode::Internal,
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timing = Timing {
+        heartbeat_interval_ms: 100,
+        failure_timeout_ms: 1000,
+    };
+
+    fn ring() -> RingConfig {
+        RingConfig::new(256, 3).unwrap()
+    }
+
+    fn join(id: &str, epoch: u64) -> JoinRequest {
+        JoinRequest {
+            id: id.into(),
+            addr: "127.0.0.1:9000".into(),
+            capacity: 1,
+            known_epoch: epoch,
+        }
+    }
+
+    fn cluster_of(n: usize) -> (CoordinatorCore, Vec<u64>) {
+        let mut c = CoordinatorCore::new("c", ring(), T, None, 0).unwrap();
+        let sessions = (0..n)
+            .map(|i| c.on_join(&join(&format!("w{i}"), 0), 0).unwrap().session)
+            .collect();
+        (c, sessions)
+    }
+
+    fn beat(c: &mut CoordinatorCore, id: &str, session: u64, now: u64) -> Result<(HeartbeatAck, bool), ErrorReply> {
+        let hb = Heartbeat {
+            id: id.into(),
+            epoch: c.epoch(),
+            seq: now,
+        };
+        c.on_heartbeat(&hb, session, now)
+    }
+
+    #[test]
+    fn three_workers_own_everything_with_three_replicas() {
+        let (c, _) = cluster_of(3);
+        let s = c.status(0);
+        assert!(s.unowned.is_empty());
+        assert_eq!(s.under_replicated, 0);
+        for p in 0..256 {
+            assert_eq!(c.assignment().replicas(ringflow_ring::PartitionId(p)).len(), 3);
+        }
+        assert!(s.members.iter().all(|m| m.partitions == 256));
+    }
+
+    #[test]
+    fn silent_worker_goes_suspect_then_dead_and_loses_partitions() {
+        let (mut c, s) = cluster_of(4);
+        let before = c.epoch();
+        for now in (100..=600).step_by(100) {
+            for i in 0..3 {
+                beat(&mut c, &format!("w{i}"), s[i], now).unwrap();
+            }
+            assert!(!c.tick(now).unwrap());
+        }
+        assert_eq!(c.members.get(&"w3".into()).unwrap().state, MemberState::Suspect);
+        for i in 0..3 {
+            beat(&mut c, &format!("w{i}"), s[i], 1001).unwrap();
+        }
+        assert!(c.tick(1001).unwrap());
+        assert_eq!(c.members.get(&"w3".into()).unwrap().state, MemberState::Dead);
+        assert!(c.epoch() > before);
+        assert!(c.assignment().partitions_of(&"w3".into()).is_empty());
+        assert!(c.status(1001).unowned.is_empty());
+        // Its heartbeats are refused until it joins again, and then it gets partitions back.
+        assert_eq!(beat(&mut c, "w3", s[3], 1100).unwrap_err().code, ErrorCode::NotMember);
+        let epoch = c.epoch();
+        let out = c.on_join(&join("w3", epoch), 1100).unwrap();
+        assert!(out.changed);
+        assert!(c.epoch() > epoch);
+        assert!(!c.assignment().partitions_of(&"w3".into()).is_empty());
+    }
+
+    #[test]
+    fn stale_epoch_heartbeat_asks_for_the_view() {
+        let (mut c, s) = cluster_of(3);
+        let hb = Heartbeat {
+            id: "w0".into(),
+            epoch: 0,
+            seq: 1,
+        };
+        let (ack, behind) = c.on_heartbeat(&hb, s[0], 10).unwrap();
+        assert!(behind);
+        assert_eq!(ack.epoch, c.epoch());
+        let (_, behind) = beat(&mut c, "w0", s[0], 11).unwrap();
+        assert!(!behind);
+    }
+
+    #[test]
+    fn superseded_session_is_refused() {
+        let (mut c, s) = cluster_of(3);
+        let again = c.on_join(&join("w0", c.epoch()), 5).unwrap();
+        assert!(!again.changed, "a rejoin of a live member with the same address changes nothing");
+        assert!(beat(&mut c, "w0", s[0], 6).is_err());
+        assert!(beat(&mut c, "w0", again.session, 6).is_ok());
+    }
+
+    #[test]
+    fn leave_moves_partitions_at_once() {
+        let (mut c, _) = cluster_of(4);
+        let epoch = c.epoch();
+        assert!(c.on_leave(&"w1".into()).unwrap());
+        assert!(c.epoch() > epoch);
+        assert!(c.assignment().partitions_of(&"w1".into()).is_empty());
+        assert!(!c.on_leave(&"w1".into()).unwrap());
+    }
+
+    #[test]
+    fn restart_recovers_without_movement_when_workers_return() {
+        let (c, _) = cluster_of(3);
+        let saved = c.persisted();
+        let mut r = CoordinatorCore::new("c", ring(), T, Some(saved.clone()), 50_000).unwrap();
+        assert_eq!(r.assignment(), c.assignment());
+        assert!(r.members().all(|m| m.state == MemberState::Recovering));
+        for i in 0..3 {
+            let out = r.on_join(&join(&format!("w{i}"), c.epoch()), 50_100).unwrap();
+            assert_eq!(r.epoch(), c.epoch(), "no movement on rejoin");
+            assert!(out.changed, "state Recovering -> Alive is persisted");
+        }
+        assert!(!r.tick(52_000).unwrap_or(true) || r.epoch() == c.epoch());
+    }
+
+    #[test]
+    fn restart_declares_absent_workers_dead_after_the_timeout() {
+        let (c, _) = cluster_of(3);
+        let mut r = CoordinatorCore::new("c", ring(), T, Some(c.persisted()), 10_000).unwrap();
+        r.on_join(&join("w0", c.epoch()), 10_010).unwrap();
+        r.on_join(&join("w1", c.epoch()), 10_010).unwrap();
+        assert!(!r.tick(10_900).unwrap());
+        let s0 = r.members.get(&"w0".into()).unwrap().session;
+        let s1 = r.members.get(&"w1".into()).unwrap().session;
+        beat(&mut r, "w0", s0, 10_900).unwrap();
+        beat(&mut r, "w1", s1, 10_900).unwrap();
+        assert!(r.tick(11_001).unwrap());
+        assert_eq!(r.members.get(&"w2".into()).unwrap().state, MemberState::Dead);
+    }
+
+    #[test]
+    fn persisted_partition_count_is_enforced() {
+        let (c, _) = cluster_of(3);
+        let other = RingConfig::new(512, 3).unwrap();
+        assert!(CoordinatorCore::new("c", other, T, Some(c.persisted()), 0).is_err());
+        assert!(CoordinatorCore::new("other", ring(), T, Some(c.persisted()), 0).is_err());
+    }
+
+    #[test]
+    fn bad_joins_are_refused() {
+        let mut c = CoordinatorCore::new("c", ring(), T, None, 0).unwrap();
+        let mut j = join("w", 0);
+        j.capacity = 0;
+        assert_eq!(c.on_join(&j, 0).unwrap_err().code, ErrorCode::BadRequest);
+        let mut j = join("w", 0);
+        j.addr = "nowhere".into();
+        assert!(c.on_join(&j, 0).is_err());
+        assert!(c.on_join(&join("../x", 0), 0).is_err());
+        assert_eq!(c.members().count(), 0);
+    }
+}

@@ -1,0 +1,273 @@
+//! The coordinator's QUIC side: one control session per worker stream, request/response
+//! for clients, and the handle that starts and stops it all.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use ringflow_net::{Connection, Endpoint, FramedRecv, FramedSend, NetConfig, TlsIdentity};
+use ringflow_proto::{ClusterView, ControlMsg, ErrorCode, Hello, NodeInfo, PeerRole};
+use ringflow_ring::RingConfig;
+use tokio::sync::watch;
+
+use super::actor::{Beat, CoordinatorActor, Flush, GetStatus, Join, Leave};
+use super::core::{CoordinatorCore, PersistedState, Timing};
+use crate::persist::StateFile;
+use crate::runtime::{accept_loop, error_msg, on_arbiter, spawn_reader, StreamHandler};
+use crate::{ClusterError, CoordinatorConfig};
+
+/// File in the data directory holding membership and assignment.
+pub const STATE_FILE: &str = "coordinator-state.json";
+
+/// A running coordinator.
+pub struct CoordinatorHandle {
+    addr: Addr<CoordinatorActor>,
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    net: actix_rt::Arbiter,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl CoordinatorHandle {
+    /// Loads state from the data directory, binds the QUIC endpoint on its own arbiter and
+    /// starts serving. Must be called inside an actix System.
+    pub async fn start(cfg: CoordinatorConfig) -> Result<Self, ClusterError> {
+        cfg.validate()?;
+        let ring = RingConfig::new(cfg.partitions, cfg.replication as usize)?;
+        let identity = TlsIdentity::from_dir(&cfg.tls.certs_dir, &cfg.tls.name)?;
+        let state = StateFile::open(&cfg.data_dir, STATE_FILE)?;
+        let persisted: Option<PersistedState> = state.load()?;
+        if let Some(p) = &persisted {
+            tracing::info!(epoch = p.assignment.epoch(), members = p.members.len(), file = %state.path().display(), "recovered coordinator state");
+        }
+        let origin = Instant::now();
+        let timing = Timing {
+            heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+            failure_timeout_ms: cfg.failure_timeout_ms,
+        };
+        let core = CoordinatorCore::new(&cfg.cluster, ring, timing, persisted, 0)?;
+        state.save(&core.persisted())?;
+        let (views, views_rx) = watch::channel(Arc::new(core.view()));
+        let actor = CoordinatorActor::new(core, origin, state, views, cfg.heartbeat_interval_ms, cfg.failure_timeout_ms);
+        let addr = actor.start();
+
+        let net = actix_rt::Arbiter::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let net_cfg = NetConfig {
+            max_frame: cfg.max_frame,
+            ..NetConfig::default()
+        };
+        let handler_addr = addr.clone();
+        let cluster = cfg.cluster.clone();
+        let name = cfg.tls.name.clone();
+        let listen = cfg.listen;
+        let local_addr = on_arbiter(&net.handle(), move || async move {
+            let endpoint = Endpoint::bind(listen, &identity, &net_cfg)?;
+            let local = endpoint.local_addr()?;
+            let handler = Rc::new(CoordinatorStreams {
+                actor: handler_addr,
+                views: views_rx,
+                name: name.clone(),
+            });
+            actix_rt::spawn(async move {
+                accept_loop(endpoint, handler, PeerRole::Coordinator, Some(name), cluster, shutdown_rx).await;
+                let _ = done_tx.send(());
+            });
+            Ok::<_, ClusterError>(local)
+        })
+        .await??;
+        tracing::info!(%local_addr, cluster = %cfg.cluster, partitions = cfg.partitions, replication = cfg.replication, "coordinator listening");
+        Ok(Self {
+            addr,
+            local_addr,
+            shutdown,
+            net,
+            done,
+        })
+    }
+
+    /// The bound QUIC address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The current status (as `ringflow status` shows it).
+    pub async fn status(&self) -> Result<ringflow_proto::ClusterStatus, ClusterError> {
+        self.addr.send(GetStatus).await.map_err(|_| ClusterError::ShuttingDown)
+    }
+
+    /// Stops accepting, closes connections, writes the state and stops the actor.
+    pub async fn shutdown(self) -> Result<(), ClusterError> {
+        let _ = self.shutdown.send(true);
+        let _ = self.done.await;
+        let flushed = self.addr.send(Flush).await.map_err(|_| ClusterError::ShuttingDown)?;
+        self.net.stop();
+        let _ = self.net.join();
+        flushed
+    }
+}
+
+struct CoordinatorStreams {
+    actor: Addr<CoordinatorActor>,
+    views: watch::Receiver<Arc<ClusterView>>,
+    name: String,
+}
+
+impl StreamHandler for CoordinatorStreams {
+    async fn handle(
+        self: Rc<Self>,
+        conn: Connection,
+        hello: Hello,
+        mut send: FramedSend,
+        recv: FramedRecv,
+    ) -> Result<(), ClusterError> {
+        match hello.role {
+            PeerRole::Worker => {
+                if !conn.peer_is_node() {
+                    send.send(&error_msg(ErrorCode::Forbidden, "a worker needs a node certificate"))
+                        .await?;
+                    return Ok(());
+                }
+                self.worker_session(send, recv).await
+            }
+            PeerRole::Client | PeerRole::Coordinator => self.client_session(send, recv).await,
+        }
+    }
+}
+
+impl CoordinatorStreams {
+    async fn ask<M>(&self, msg: M) -> Result<M::Result, ClusterError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        CoordinatorActor: Handler<M>,
+    {
+        self.actor.send(msg).await.map_err(|_| ClusterError::ShuttingDown)
+    }
+
+    async fn client_session(&self, mut send: FramedSend, mut recv: FramedRecv) -> Result<(), ClusterError> {
+        while let Some(msg) = recv.recv::<ControlMsg>().await? {
+            let reply = match msg {
+                ControlMsg::StatusRequest => ControlMsg::Status(self.ask(GetStatus).await?),
+                ControlMsg::NodeInfoRequest => {
+                    let s = self.ask(GetStatus).await?;
+                    ControlMsg::NodeInfo(NodeInfo {
+                        id: self.name.clone(),
+                        role: PeerRole::Coordinator,
+                        epoch: s.epoch,
+                        partitions: 0,
+                        primaries: 0,
+                        connected: true,
+                    })
+                }
+                ControlMsg::Bye => return Ok(()),
+                other => error_msg(ErrorCode::BadRequest, format!("unexpected {} from a client", variant_name(&other))),
+            };
+            send.send(&reply).await?;
+        }
+        Ok(())
+    }
+
+    async fn worker_session(&self, mut send: FramedSend, recv: FramedRecv) -> Result<(), ClusterError> {
+        let mut incoming = spawn_reader(recv);
+        let mut views = self.views.clone();
+        let mut session: Option<(ringflow_ring::WorkerId, u64)> = None;
+        loop {
+            tokio::select! {
+                msg = incoming.recv() => {
+                    let msg = match msg {
+                        Some(m) => m?,
+                        None => {
+                            if let Some((id, _)) = &session {
+                                tracing::info!(member = %id, "control session closed");
+                            }
+                            return Ok(());
+                        }
+                    };
+                    match msg {
+                        ControlMsg::Join(req) => {
+                            let id = req.id.clone();
+                            match self.ask(Join(req)).await? {
+                                Ok((welcome, s)) => {
+                                    session = Some((id, s));
+                                    views.mark_unchanged();
+                                    send.send(&ControlMsg::Welcome(welcome)).await?;
+                                }
+                                Err(e) => send.send(&ControlMsg::Error(e)).await?,
+                            }
+                        }
+                        ControlMsg::Heartbeat(hb) => {
+                            let Some((id, s)) = &session else {
+                                send.send(&error_msg(ErrorCode::NotMember, "join first")).await?;
+                                continue;
+                            };
+                            if &hb.id != id {
+                                send.send(&error_msg(ErrorCode::BadRequest, format!("this session belongs to {id}, not {}", hb.id))).await?;
+                                continue;
+                            }
+                            match self.ask(Beat { hb, session: *s }).await? {
+                                Ok((ack, behind)) => {
+                                    send.send(&ControlMsg::HeartbeatAck(ack)).await?;
+                                    if behind {
+                                        let view = views.borrow_and_update().clone();
+                                        send.send(&ControlMsg::View((*view).clone())).await?;
+                                    }
+                                }
+                                Err(e) => send.send(&ControlMsg::Error(e)).await?,
+                            }
+                        }
+                        ControlMsg::Leave { id } => {
+                            let allowed = session.as_ref().is_some_and(|(sid, _)| *sid == id);
+                            if !allowed {
+                                send.send(&error_msg(ErrorCode::Forbidden, "a worker can only leave for itself")).await?;
+                                continue;
+                            }
+                            match self.ask(Leave(id)).await? {
+                                Ok(()) => send.send(&ControlMsg::Bye).await?,
+                                Err(e) => send.send(&ControlMsg::Error(e)).await?,
+                            }
+                            return Ok(());
+                        }
+                        ControlMsg::StatusRequest => {
+                            send.send(&ControlMsg::Status(self.ask(GetStatus).await?)).await?;
+                        }
+                        ControlMsg::Bye => return Ok(()),
+                        other => {
+                            send.send(&error_msg(ErrorCode::BadRequest, format!("unexpected {} from a worker", variant_name(&other)))).await?;
+                        }
+                    }
+                }
+                changed = views.changed() => {
+                    if changed.is_err() {
+                        return Err(ClusterError::ShuttingDown);
+                    }
+                    if session.is_some() {
+                        let view = views.borrow_and_update().clone();
+                        send.send(&ControlMsg::View((*view).clone())).await?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A message's variant name, for error messages.
+pub fn variant_name(m: &ControlMsg) -> &'static str {
+    match m {
+        ControlMsg::Join(_) => "Join",
+        ControlMsg::Heartbeat(_) => "Heartbeat",
+        ControlMsg::Leave { .. } => "Leave",
+        ControlMsg::StatusRequest => "StatusRequest",
+        ControlMsg::NodeInfoRequest => "NodeInfoRequest",
+        ControlMsg::NodeInfo(_) => "NodeInfo",
+        ControlMsg::Welcome(_) => "Welcome",
+        ControlMsg::View(_) => "View",
+        ControlMsg::HeartbeatAck(_) => "HeartbeatAck",
+        ControlMsg::Status(_) => "Status",
+        ControlMsg::Error(_) => "Error",
+        ControlMsg::Bye => "Bye",
+    }
+}

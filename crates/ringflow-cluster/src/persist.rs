@@ -1,0 +1,75 @@
+//! Atomic, durable state files in a node's data directory.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::ClusterError;
+
+/// A JSON file replaced atomically on every save (write temp, fsync, rename, fsync dir).
+#[derive(Clone, Debug)]
+pub(crate) struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    /// The file `name` inside `dir`, creating `dir` if needed.
+    pub(crate) fn open(dir: &Path, name: &str) -> Result<Self, ClusterError> {
+        fs::create_dir_all(dir).map_err(|e| ClusterError::io(format!("creating data directory {}", dir.display()), e))?;
+        Ok(Self { path: dir.join(name) })
+    }
+
+    /// The file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads the state, `None` if the file does not exist yet.
+    pub(crate) fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, ClusterError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ClusterError::io(format!("reading {}", self.path.display()), e)),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| ClusterError::CorruptState {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Replaces the state durably.
+    pub(crate) fn save<T: Serialize>(&self, value: &T) -> Result<(), ClusterError> {
+        let tmp = self.path.with_extension("tmp");
+        let ctx = |what: &str| format!("{what} {}", tmp.display());
+        let bytes = serde_json::to_vec(value).map_err(|e| ClusterError::Unexpected(e.to_string()))?;
+        let mut f = fs::File::create(&tmp).map_err(|e| ClusterError::io(ctx("creating"), e))?;
+        f.write_all(&bytes).map_err(|e| ClusterError::io(ctx("writing"), e))?;
+        f.sync_all().map_err(|e| ClusterError::io(ctx("syncing"), e))?;
+        drop(f);
+        fs::rename(&tmp, &self.path).map_err(|e| ClusterError::io(format!("renaming to {}", self.path.display()), e))?;
+        if let Some(dir) = self.path.parent() {
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_roundtrip_and_missing_and_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::open(&dir.path().join("sub"), "s.json").unwrap();
+        assert_eq!(f.load::<Vec<u32>>().unwrap(), None);
+        f.save(&vec![1u32, 2, 3]).unwrap();
+        assert_eq!(f.load::<Vec<u32>>().unwrap(), Some(vec![1, 2, 3]));
+        std::fs::write(f.path(), b"{not json").unwrap();
+        assert!(matches!(f.load::<Vec<u32>>(), Err(ClusterError::CorruptState { .. })));
+    }
+}

@@ -1,0 +1,288 @@
+//! The worker's QUIC side: the control session with the coordinator (join, heartbeats,
+//! views, reconnection with backoff, leave on shutdown), the worker's own listener, and
+//! the handle that starts and stops it all.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use ringflow_net::{Connection, Endpoint, FramedRecv, FramedSend, NetConfig, TlsIdentity};
+use ringflow_proto::{ControlMsg, ErrorCode, Heartbeat, Hello, JoinRequest, PeerRole};
+use ringflow_ring::WorkerId;
+use tokio::sync::watch;
+
+use super::actor::{ApplyView, CurrentEpoch, GetInfo, SetConnected, WorkerActor};
+use super::core::WorkerCore;
+use crate::runtime::{accept_loop, error_msg, on_arbiter, open_stream, spawn_reader, StreamHandler};
+use crate::{ClusterError, WorkerConfig};
+
+/// A running worker.
+pub struct WorkerHandle {
+    addr: Addr<WorkerActor>,
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    net: actix_rt::Arbiter,
+    done: Vec<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl WorkerHandle {
+    /// Binds the worker's QUIC endpoint on its own arbiter, starts its listener and its
+    /// control session (which joins the coordinator and keeps retrying until it can).
+    /// Must be called inside an actix System.
+    pub async fn start(cfg: WorkerConfig) -> Result<Self, ClusterError> {
+        cfg.validate()?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| ClusterError::io(format!("creating data directory {}", cfg.data_dir.display()), e))?;
+        let identity = TlsIdentity::from_dir(&cfg.tls.certs_dir, &cfg.tls.name)?;
+        let id = WorkerId(cfg.id.clone());
+        let addr = WorkerActor::new(WorkerCore::new(id.clone())).start();
+        let net = actix_rt::Arbiter::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (accept_done_tx, accept_done) = tokio::sync::oneshot::channel();
+        let (session_done_tx, session_done) = tokio::sync::oneshot::channel();
+        let net_cfg = NetConfig {
+            max_frame: cfg.max_frame,
+            ..NetConfig::default()
+        };
+        let actor = addr.clone();
+        let listen = cfg.listen;
+        let cfg2 = cfg.clone();
+        let local_addr = on_arbiter(&net.handle(), move || async move {
+            let endpoint = Endpoint::bind(listen, &identity, &net_cfg)?;
+            let local = endpoint.local_addr()?;
+            let handler = Rc::new(WorkerStreams { actor: actor.clone() });
+            let advertise = cfg2.advertise.clone().unwrap_or_else(|| local.to_string());
+            let session = ControlSession {
+                cfg: cfg2.clone(),
+                id: WorkerId(cfg2.id.clone()),
+                advertise,
+                endpoint: endpoint.clone(),
+                actor,
+            };
+            let session_shutdown = shutdown_rx.clone();
+            actix_rt::spawn(async move {
+                session.run(session_shutdown).await;
+                let _ = session_done_tx.send(());
+            });
+            actix_rt::spawn(async move {
+                accept_loop(endpoint, handler, PeerRole::Worker, Some(cfg2.id), cfg2.cluster, shutdown_rx).await;
+                let _ = accept_done_tx.send(());
+            });
+            Ok::<_, ClusterError>(local)
+        })
+        .await??;
+        tracing::info!(%local_addr, id = %id, coordinator = %cfg.coordinator, capacity = cfg.capacity, "worker listening");
+        Ok(Self {
+            addr,
+            local_addr,
+            shutdown,
+            net,
+            done: vec![session_done, accept_done],
+        })
+    }
+
+    /// The bound QUIC address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The epoch of the table this worker acts on.
+    pub async fn epoch(&self) -> Result<u64, ClusterError> {
+        self.addr.send(CurrentEpoch).await.map_err(|_| ClusterError::ShuttingDown)
+    }
+
+    /// Leaves the cluster (handing partitions back while the coordinator is reachable),
+    /// closes connections and stops.
+    pub async fn shutdown(self) -> Result<(), ClusterError> {
+        let _ = self.shutdown.send(true);
+        for d in self.done {
+            let _ = d.await;
+        }
+        self.net.stop();
+        let _ = self.net.join();
+        Ok(())
+    }
+}
+
+struct WorkerStreams {
+    actor: Addr<WorkerActor>,
+}
+
+impl StreamHandler for WorkerStreams {
+    async fn handle(
+        self: Rc<Self>,
+        _conn: Connection,
+        _hello: Hello,
+        mut send: FramedSend,
+        mut recv: FramedRecv,
+    ) -> Result<(), ClusterError> {
+        while let Some(msg) = recv.recv::<ControlMsg>().await? {
+            let reply = match msg {
+                ControlMsg::NodeInfoRequest => {
+                    ControlMsg::NodeInfo(self.actor.send(GetInfo).await.map_err(|_| ClusterError::ShuttingDown)?)
+                }
+                ControlMsg::Bye => return Ok(()),
+                other => error_msg(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "a worker does not serve {}; ask the coordinator",
+                        crate::coordinator::variant_name(&other)
+                    ),
+                ),
+            };
+            send.send(&reply).await?;
+        }
+        Ok(())
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+}
+
+struct ControlSession {
+    cfg: WorkerConfig,
+    id: WorkerId,
+    advertise: String,
+    endpoint: Endpoint,
+    actor: Addr<WorkerActor>,
+}
+
+impl ControlSession {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let started = Instant::now();
+            let result = self.session(&mut shutdown).await;
+            self.actor.do_send(SetConnected(false));
+            match result {
+                Ok(SessionEnd::Shutdown) => return,
+                Err(e) => {
+                    if started.elapsed() > Duration::from_secs(5) {
+                        backoff = Duration::from_millis(100);
+                    }
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "control session with the coordinator lost");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn epoch(&self) -> Result<u64, ClusterError> {
+        self.actor.send(CurrentEpoch).await.map_err(|_| ClusterError::ShuttingDown)
+    }
+
+    async fn join_request(&self) -> Result<ControlMsg, ClusterError> {
+        Ok(ControlMsg::Join(JoinRequest {
+            id: self.id.clone(),
+            addr: self.advertise.clone(),
+            capacity: self.cfg.capacity,
+            known_epoch: self.epoch().await?,
+        }))
+    }
+
+    async fn session(&self, shutdown: &mut watch::Receiver<bool>) -> Result<SessionEnd, ClusterError> {
+        let target = resolve(&self.cfg.coordinator).await?;
+        let conn = tokio::select! {
+            c = self.endpoint.connect(target) => c?,
+            _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+        };
+        let (mut send, recv) = open_stream(&conn, PeerRole::Worker, Some(self.id.0.clone()), &self.cfg.cluster).await?;
+        let mut incoming = spawn_reader(recv);
+        send.send(&self.join_request().await?).await?;
+        let mut heartbeat = Duration::from_millis(500);
+        let mut silence_limit = Duration::from_secs(10);
+        let mut joined = false;
+        let mut seq = 0u64;
+        let mut last_heard = Instant::now();
+        let mut ticker = tokio::time::interval(heartbeat);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = incoming.recv() => {
+                    let Some(msg) = msg else {
+                        return Err(ClusterError::Unexpected("coordinator closed the control stream".into()));
+                    };
+                    last_heard = Instant::now();
+                    match msg? {
+                        ControlMsg::Welcome(w) => {
+                            joined = true;
+                            heartbeat = Duration::from_millis(w.heartbeat_interval_ms.max(10));
+                            silence_limit = Duration::from_millis(w.failure_timeout_ms.saturating_mul(2)).max(Duration::from_secs(2));
+                            ticker = tokio::time::interval(heartbeat);
+                            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                            tracing::info!(coordinator = %target, epoch = w.view.epoch(), "joined the cluster");
+                            self.actor.send(ApplyView(w.view)).await.map_err(|_| ClusterError::ShuttingDown)?;
+                            self.actor.do_send(SetConnected(true));
+                        }
+                        ControlMsg::View(v) => {
+                            self.actor.send(ApplyView(v)).await.map_err(|_| ClusterError::ShuttingDown)?;
+                        }
+                        ControlMsg::HeartbeatAck(_) => {}
+                        ControlMsg::Error(e) if e.code == ErrorCode::NotMember => {
+                            tracing::warn!(reason = %e.message, "coordinator no longer counts this worker: joining again");
+                            joined = false;
+                            send.send(&self.join_request().await?).await?;
+                        }
+                        ControlMsg::Error(e) if !joined => {
+                            return Err(ClusterError::Refused(e.message));
+                        }
+                        ControlMsg::Error(e) => tracing::warn!(code = ?e.code, reason = %e.message, "coordinator reported an error"),
+                        ControlMsg::Bye => return Err(ClusterError::Unexpected("coordinator ended the session".into())),
+                        other => tracing::warn!(msg = crate::coordinator::variant_name(&other), "unexpected message from the coordinator"),
+                    }
+                }
+                _ = ticker.tick() => {
+                    if last_heard.elapsed() > silence_limit {
+                        conn.close(0, "coordinator silent");
+                        return Err(ClusterError::Timeout(format!("coordinator silent for {} ms", last_heard.elapsed().as_millis())));
+                    }
+                    if joined {
+                        seq += 1;
+                        let hb = Heartbeat { id: self.id.clone(), epoch: self.epoch().await?, seq };
+                        send.send(&ControlMsg::Heartbeat(hb)).await?;
+                    }
+                }
+                _ = shutdown.changed() => {
+                    if joined {
+                        send.send(&ControlMsg::Leave { id: self.id.clone() }).await?;
+                        let deadline = tokio::time::sleep(Duration::from_secs(3));
+                        tokio::pin!(deadline);
+                        loop {
+                            tokio::select! {
+                                m = incoming.recv() => match m {
+                                    Some(Ok(ControlMsg::Bye)) => { tracing::info!("left the cluster: partitions handed back"); break }
+                                    Some(Ok(_)) => continue,
+                                    _ => break,
+                                },
+                                _ = &mut deadline => { tracing::warn!("coordinator did not confirm the leave in time"); break }
+                            }
+                        }
+                    }
+                    conn.close(0, "worker shutting down");
+                    return Ok(SessionEnd::Shutdown);
+                }
+            }
+        }
+    }
+}
+
+/// Resolves `HOST:PORT` (names included).
+pub(crate) async fn resolve(target: &str) -> Result<SocketAddr, ClusterError> {
+    if let Ok(a) = target.parse() {
+        return Ok(a);
+    }
+    tokio::net::lookup_host(target)
+        .await
+        .map_err(|e| ClusterError::io(format!("resolving {target}"), e))?
+        .next()
+        .ok_or_else(|| ClusterError::Config(format!("{target} resolves to no address")))
+}

@@ -1,0 +1,299 @@
+//! Control-plane messages between workers, clients and the coordinator.
+//!
+//! After the handshake, a stream carries [`ControlMsg`] frames. A worker's control
+//! session sends `Join` then `Heartbeat`s; the coordinator answers with `Welcome`,
+//! `HeartbeatAck`s and pushes a `View` whenever the assignment's epoch changes. A client
+//! sends `StatusRequest` and gets `Status`.
+
+use ringflow_ring::{Assignment, WorkerId};
+use serde::{Deserialize, Serialize};
+
+/// A worker asks to join (or rejoin) the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// Stable id of the worker (survives restarts).
+    pub id: WorkerId,
+    /// Address where the worker accepts QUIC connections from peers.
+    pub addr: String,
+    /// Capacity weight (>= 1): its share of partitions is proportional to it.
+    pub capacity: u32,
+    /// The epoch of the newest table the worker knows (0 if none).
+    pub known_epoch: u64,
+}
+
+/// Periodic liveness signal from a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The sender.
+    pub id: WorkerId,
+    /// Epoch of the table the worker currently acts on.
+    pub epoch: u64,
+    /// Sequence number, echoed in the ack.
+    pub seq: u64,
+}
+
+/// Acknowledgement of a heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// Echo of [`Heartbeat::seq`].
+    pub seq: u64,
+    /// The coordinator's current epoch; a worker behind it gets a `View` too.
+    pub epoch: u64,
+}
+
+/// A member as it appears in a published view: enough for peers to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Worker id.
+    pub id: WorkerId,
+    /// QUIC address of the worker.
+    pub addr: String,
+}
+
+/// The assignment table with the addresses of its owners: what every worker acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The assignment (it carries the epoch).
+    pub assignment: Assignment,
+    /// Live members and their addresses.
+    pub peers: Vec<PeerInfo>,
+}
+
+impl ClusterView {
+    /// The epoch of this view.
+    pub fn epoch(&self) -> u64 {
+        self.assignment.epoch()
+    }
+}
+
+/// The coordinator's answer to a successful join.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Current view, to act on at once.
+    pub view: ClusterView,
+    /// How often the worker must send heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// After how long without a heartbeat the worker is declared dead.
+    pub failure_timeout_ms: u64,
+}
+
+/// Liveness state of a member as the coordinator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Known from the persisted state after a coordinator restart; not heard from yet.
+    Recovering,
+    /// Heartbeats arrive in time.
+    Alive,
+    /// Missed heartbeats for more than half the failure timeout.
+    Suspect,
+    /// Missed heartbeats for longer than the failure timeout: owns nothing.
+    Dead,
+    /// Left the cluster on purpose: owns nothing.
+    Left,
+}
+
+impl std::fmt::Display for MemberState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            MemberState::Recovering => "recovering",
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Dead => "dead",
+            MemberState::Left => "left",
+        };
+        f.write_str(s)
+    }
+}
+
+/// One row of the status report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Worker id.
+    pub id: WorkerId,
+    /// QUIC address.
+    pub addr: String,
+    /// Capacity weight.
+    pub capacity: u32,
+    /// Liveness state.
+    pub state: MemberState,
+    /// Partitions it holds a replica of (any rank).
+    pub partitions: u32,
+    /// Partitions it is primary for.
+    pub primaries: u32,
+    /// Milliseconds since its last heartbeat, if it ever sent one to this coordinator.
+    pub last_heartbeat_ms_ago: Option<u64>,
+    /// Epoch the member last reported acting on.
+    pub member_epoch: u64,
+}
+
+/// The whole cluster as the coordinator sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Cluster name.
+    pub cluster: String,
+    /// Current epoch of the assignment.
+    pub epoch: u64,
+    /// Fixed partition count.
+    pub partitions: u32,
+    /// Configured replication factor.
+    pub replication: u32,
+    /// Every known member, whatever its state.
+    pub members: Vec<MemberStatus>,
+    /// Partitions with no owner at all.
+    pub unowned: Vec<u32>,
+    /// Number of partitions with fewer replicas than min(replication, live members).
+    pub under_replicated: u32,
+}
+
+/// A node's own description of itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node id (worker id, or the coordinator's certificate name).
+    pub id: String,
+    /// What the node is.
+    pub role: crate::PeerRole,
+    /// Epoch of the table the node acts on.
+    pub epoch: u64,
+    /// Partitions it holds a replica of.
+    pub partitions: u32,
+    /// Partitions it is primary for.
+    pub primaries: u32,
+    /// Whether its control session with the coordinator is up (always true on the coordinator).
+    pub connected: bool,
+}
+
+/// Error codes carried by [`ErrorReply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request was not valid (bad field, wrong state).
+    BadRequest,
+    /// The peer is not allowed to do this (e.g. a client certificate trying to join).
+    Forbidden,
+    /// Something failed inside the node.
+    Internal,
+    /// The sender is not a live member (declared dead, left, unknown, or superseded
+    /// by a newer session): it must join again.
+    NotMember,
+}
+
+/// An error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// Machine-readable class.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Every message of the control plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlMsg {
+    /// Worker → coordinator: join or rejoin.
+    Join(JoinRequest),
+    /// Worker → coordinator: liveness.
+    Heartbeat(Heartbeat),
+    /// Worker → coordinator: leaving on purpose; hand my partitions to others.
+    Leave {
+        /// The leaving worker.
+        id: WorkerId,
+    },
+    /// Client → coordinator: report the cluster's status.
+    StatusRequest,
+    /// Anyone → any node: describe yourself.
+    NodeInfoRequest,
+    /// Node → asker: what this node is and which table it acts on.
+    NodeInfo(NodeInfo),
+    /// Coordinator → worker: join accepted.
+    Welcome(Welcome),
+    /// Coordinator → worker: a new table (newer epoch).
+    View(ClusterView),
+    /// Coordinator → worker: heartbeat received.
+    HeartbeatAck(HeartbeatAck),
+    /// Coordinator → client: the status report.
+    Status(ClusterStatus),
+    /// Either direction: the request failed.
+    Error(ErrorReply),
+    /// Either direction: orderly end of the session.
+    Bye,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{codec::decode_body, encode_frame, FrameDecoder, DEFAULT_MAX_FRAME};
+    use ringflow_ring::{plan, RingConfig, WorkerSpec};
+
+    #[test]
+    fn view_with_full_table_roundtrips_and_is_compact() {
+        let cfg = RingConfig::default();
+        let workers: Vec<WorkerSpec> = (0..3)
+            .map(|i| WorkerSpec {
+                id: WorkerId(format!("worker-{i}")),
+                capacity: 1,
+            })
+            .collect();
+        let assignment = plan(None, &workers, cfg).expect("plan");
+        let view = ClusterView {
+            peers: workers
+                .iter()
+                .map(|w| PeerInfo {
+                    id: w.id.clone(),
+                    addr: "127.0.0.1:1".into(),
+                })
+                .collect(),
+            assignment,
+        };
+        let msg = ControlMsg::View(view.clone());
+        let frame = encode_frame(&msg, DEFAULT_MAX_FRAME).unwrap();
+        assert!(frame.len() < 256 * 1024, "view frame is {} bytes", frame.len());
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        dec.push(&frame);
+        assert_eq!(dec.decode_next::<ControlMsg>().unwrap(), Some(msg));
+        dec.finish().unwrap();
+    }
+
+    #[test]
+    fn every_variant_roundtrips() {
+        let msgs = vec![
+            ControlMsg::Join(JoinRequest {
+                id: "w".into(),
+                addr: "127.0.0.1:9".into(),
+                capacity: 2,
+                known_epoch: 4,
+            }),
+            ControlMsg::Heartbeat(Heartbeat {
+                id: "w".into(),
+                epoch: 3,
+                seq: 9,
+            }),
+            ControlMsg::Leave { id: "w".into() },
+            ControlMsg::StatusRequest,
+            ControlMsg::HeartbeatAck(HeartbeatAck { seq: 1, epoch: 2 }),
+            ControlMsg::Error(ErrorReply {
+                code: ErrorCode::BadRequest,
+                message: "no".into(),
+            }),
+            ControlMsg::Bye,
+        ];
+        for m in msgs {
+            let f = encode_frame(&m, 1024).unwrap();
+            assert_eq!(decode_body::<ControlMsg>(&f[4..]).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn hostile_bodies_are_errors() {
+        // A valid msgpack map that names an unknown variant, nested garbage, huge array headers.
+        let cases: Vec<Vec<u8>> = vec![
+            vec![0x81, 0xa3, b'F', b'o', b'o', 0xc0],
+            vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+            vec![0xdf, 0xff, 0xff, 0xff, 0xff],
+            vec![0xc6, 0xff, 0xff, 0xff, 0xff],
+            vec![0x91; 1000],
+            vec![],
+        ];
+        for body in cases {
+            assert!(decode_body::<ControlMsg>(&body).is_err(), "{body:02x?}");
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! One module per command.
+
+mod certs;
+mod local;
+mod node;
+mod status;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Local(a) => local::run(a),
+        Command::Coordinator(a) => node::coordinator(a),
+        Command::Worker(a) => node::worker(a),
+        Command::Certs(c) => certs::run(c),
+        Command::Status(a) => status::run(a),
+    }
+}
+
+/// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        _ = term.recv() => tracing::info!("terminated: shutting down"),
+    }
+}

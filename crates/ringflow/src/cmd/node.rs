@@ -1,0 +1,127 @@
+//! `ringflow coordinator` and `ringflow worker`: long-running nodes.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ringflow::{CoordinatorConfig, CoordinatorHandle, WorkerConfig, WorkerHandle};
+use serde::de::DeserializeOwned;
+
+use crate::cli::{CoordinatorArgs, WorkerArgs};
+
+/// Reads a TOML config file, naming the file and line of any mistake.
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn write_addr_file(path: Option<&Path>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    if let Some(p) = path {
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, addr.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+pub fn coordinator_config(a: &CoordinatorArgs) -> anyhow::Result<CoordinatorConfig> {
+    let mut c: CoordinatorConfig = match &a.config {
+        Some(p) => load_toml(p)?,
+        None => CoordinatorConfig::default(),
+    };
+    if let Some(v) = a.listen {
+        c.listen = v;
+    }
+    if let Some(v) = &a.data_dir {
+        c.data_dir = v.clone();
+    }
+    if let Some(v) = &a.certs {
+        c.tls.certs_dir = v.clone();
+    }
+    if let Some(v) = &a.name {
+        c.tls.name = v.clone();
+    }
+    if let Some(v) = &a.cluster_name {
+        c.cluster = v.clone();
+    }
+    if let Some(v) = a.partitions {
+        c.partitions = v;
+    }
+    if let Some(v) = a.replication {
+        c.replication = v;
+    }
+    if let Some(v) = a.heartbeat_interval_ms {
+        c.heartbeat_interval_ms = v;
+    }
+    if let Some(v) = a.failure_timeout_ms {
+        c.failure_timeout_ms = v;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+pub fn worker_config(a: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
+    let from_file = a.config.is_some();
+    let mut c: WorkerConfig = match &a.config {
+        Some(p) => load_toml(p)?,
+        None => WorkerConfig::default(),
+    };
+    if let Some(v) = &a.id {
+        c.id = v.clone();
+        if !from_file {
+            // Without a file, the id also names the data directory and the certificate.
+            c.data_dir = std::path::PathBuf::from("data").join(v);
+            c.tls.name = v.clone();
+        }
+    }
+    if let Some(v) = &a.coordinator {
+        c.coordinator = v.clone();
+    }
+    if let Some(v) = a.listen {
+        c.listen = v;
+    }
+    if let Some(v) = &a.advertise {
+        c.advertise = Some(v.clone());
+    }
+    if let Some(v) = a.capacity {
+        c.capacity = v;
+    }
+    if let Some(v) = &a.data_dir {
+        c.data_dir = v.clone();
+    }
+    if let Some(v) = &a.certs {
+        c.tls.certs_dir = v.clone();
+    }
+    if let Some(v) = &a.name {
+        c.tls.name = v.clone();
+    }
+    if let Some(v) = &a.cluster_name {
+        c.cluster = v.clone();
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+    let cfg = coordinator_config(&a)?;
+    actix_rt::System::new().block_on(async move {
+        let handle = CoordinatorHandle::start(cfg).await?;
+        write_addr_file(a.addr_file.as_deref(), handle.local_addr())?;
+        super::shutdown_signal().await;
+        handle.shutdown().await?;
+        tracing::info!("coordinator stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let cfg = worker_config(&a)?;
+    actix_rt::System::new().block_on(async move {
+        let handle = WorkerHandle::start(cfg).await?;
+        write_addr_file(a.addr_file.as_deref(), handle.local_addr())?;
+        super::shutdown_signal().await;
+        handle.shutdown().await?;
+        tracing::info!("worker stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
