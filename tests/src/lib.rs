@@ -1,1 +1,474 @@
-//! harness
+//! Harness for ringflow's integration tests: real `ringflow` processes on loopback.
+//!
+//! Every [`TestCluster`] has its own temporary directory (certificates, data, logs) and
+//! ephemeral ports, so tests run in parallel. Waits are on conditions with generous
+//! deadlines, never fixed sleeps. On a failed wait the harness prints the last status
+//! and the tail of every node's log.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use ringflow_proto::{ClusterStatus, MemberState, MemberStatus, NodeInfo};
+
+/// Generous deadline for anything a cluster should do "soon" on a slow, busy machine.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Path of the `ringflow` binary, built once per test process with the same profile.
+pub fn ringflow_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("RINGFLOW_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/<test-binary>
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "ringflow", "--bin", "ringflow"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .expect("running cargo build for the ringflow binary");
+        assert!(
+            status.success(),
+            "cargo build of the ringflow binary failed"
+        );
+        let bin = profile_dir.join("ringflow");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+}
+
+/// Runs the `ringflow` CLI to completion.
+pub fn ringflow(args: &[&str]) -> Output {
+    Command::new(ringflow_bin())
+        .args(args)
+        .env_remove("RINGFLOW_CLUSTER")
+        .env_remove("RINGFLOW_CERTS")
+        .env(
+            "RINGFLOW_PROFILE",
+            "/nonexistent/ringflow-test-profile.toml",
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("running ringflow")
+}
+
+/// Runs the CLI and panics with its output if it fails.
+pub fn ringflow_ok(args: &[&str]) -> String {
+    let out = ringflow(args);
+    assert!(
+        out.status.success(),
+        "ringflow {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Options of a test cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOpts {
+    /// Workers started by [`TestCluster::start`].
+    pub workers: usize,
+    /// Partition count.
+    pub partitions: u32,
+    /// Replication factor.
+    pub replication: u32,
+    /// Heartbeat interval (ms).
+    pub heartbeat_ms: u64,
+    /// Failure timeout (ms).
+    pub failure_timeout_ms: u64,
+}
+
+impl Default for ClusterOpts {
+    fn default() -> Self {
+        Self {
+            workers: 3,
+            partitions: 1024,
+            replication: 3,
+            heartbeat_ms: 200,
+            failure_timeout_ms: 2000,
+        }
+    }
+}
+
+/// One running `ringflow` process.
+pub struct NodeProc {
+    /// Its name (coordinator or worker id).
+    pub name: String,
+    /// The process.
+    pub child: Child,
+    /// Its log file.
+    pub log: PathBuf,
+    /// The address it bound.
+    pub addr: SocketAddr,
+}
+
+impl NodeProc {
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn signal(&mut self, sig: libc::c_int) {
+        if self.is_running() {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(self.child.id() as libc::pid_t, sig);
+            }
+        }
+    }
+
+    /// kill -9, and reap.
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and wait for a clean exit (panics if it does not exit in time).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "{} ignored SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A coordinator and workers as separate processes, in a temporary directory.
+pub struct TestCluster {
+    /// Options it was made with.
+    pub opts: ClusterOpts,
+    dir: tempfile::TempDir,
+    /// The coordinator, while running.
+    pub coordinator: Option<NodeProc>,
+    coord_addr: Option<SocketAddr>,
+    /// Workers by id, while running.
+    pub workers: BTreeMap<String, NodeProc>,
+}
+
+impl TestCluster {
+    /// Creates the CA and certificates (through the CLI) without starting anything.
+    pub fn new(opts: ClusterOpts) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ringflow-test-")
+            .tempdir()
+            .expect("tempdir");
+        let c = Self {
+            opts,
+            dir,
+            coordinator: None,
+            coord_addr: None,
+            workers: BTreeMap::new(),
+        };
+        let certs = c.certs_dir();
+        let certs = certs.to_str().expect("utf-8 temp path");
+        ringflow_ok(&[
+            "certs",
+            "init",
+            "--dir",
+            certs,
+            "--cluster-name",
+            "ringflow",
+        ]);
+        ringflow_ok(&["certs", "issue", "--dir", certs, "--name", "coordinator"]);
+        ringflow_ok(&[
+            "certs", "issue", "--dir", certs, "--name", "client", "--client",
+        ]);
+        c
+    }
+
+    /// Creates certificates and starts the coordinator and `opts.workers` workers, then
+    /// waits until the cluster is healthy.
+    pub fn start(opts: ClusterOpts) -> Self {
+        let n = opts.workers;
+        let mut c = Self::new(opts);
+        c.start_coordinator();
+        for i in 1..=n {
+            c.start_worker(&format!("worker-{i}"));
+        }
+        c.wait_healthy(n);
+        c
+    }
+
+    /// The cluster's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The certificates directory.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// The coordinator's address (fixed after its first start).
+    pub fn coordinator_addr(&self) -> SocketAddr {
+        self.coord_addr.expect("coordinator started")
+    }
+
+    fn spawn(&self, name: &str, args: &[String]) -> NodeProc {
+        let logs = self.dir.path().join("logs");
+        std::fs::create_dir_all(&logs).expect("logs dir");
+        let log = logs.join(format!("{name}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let err = out.try_clone().expect("log file");
+        let addr_file = self.dir.path().join(format!("{name}.addr"));
+        let _ = std::fs::remove_file(&addr_file);
+        let mut full: Vec<String> = args.to_vec();
+        full.extend(["--addr-file".into(), addr_file.display().to_string()]);
+        let child = Command::new(ringflow_bin())
+            .args(&full)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawning ringflow");
+        let mut node = NodeProc {
+            name: name.to_string(),
+            child,
+            log,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&addr_file) {
+                if let Ok(a) = s.trim().parse() {
+                    node.addr = a;
+                    return node;
+                }
+            }
+            if !node.is_running() {
+                panic!("{name} exited during start-up:\n{}", tail(&node.log, 40));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not start:\n{}",
+                tail(&node.log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts (or restarts) the coordinator; a restart reuses the first start's port.
+    pub fn start_coordinator(&mut self) {
+        assert!(self.coordinator.is_none(), "coordinator already running");
+        let listen = match self.coord_addr {
+            Some(a) => a.to_string(),
+            None => "127.0.0.1:0".to_string(),
+        };
+        let d = self.dir.path();
+        let args: Vec<String> = [
+            "coordinator",
+            "--listen",
+            &listen,
+            "--data-dir",
+            &d.join("coordinator").display().to_string(),
+            "--certs",
+            &self.certs_dir().display().to_string(),
+            "--name",
+            "coordinator",
+            "--partitions",
+            &self.opts.partitions.to_string(),
+            "--replication",
+            &self.opts.replication.to_string(),
+            "--heartbeat-interval-ms",
+            &self.opts.heartbeat_ms.to_string(),
+            "--failure-timeout-ms",
+            &self.opts.failure_timeout_ms.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let node = self.spawn("coordinator", &args);
+        self.coord_addr = Some(node.addr);
+        self.coordinator = Some(node);
+    }
+
+    /// Issues a node certificate for `id` if needed and starts that worker.
+    pub fn start_worker(&mut self, id: &str) {
+        self.start_worker_with(id, &self.certs_dir(), &[]);
+    }
+
+    /// Starts worker `id` with certificates from `certs` and extra flags.
+    pub fn start_worker_with(&mut self, id: &str, certs: &Path, extra: &[&str]) {
+        assert!(!self.workers.contains_key(id), "{id} already running");
+        if !certs.join(format!("{id}.crt")).exists() {
+            ringflow_ok(&[
+                "certs",
+                "issue",
+                "--dir",
+                &certs.display().to_string(),
+                "--name",
+                id,
+            ]);
+        }
+        let d = self.dir.path();
+        let mut args: Vec<String> = [
+            "worker",
+            "--id",
+            id,
+            "--coordinator",
+            &self.coordinator_addr().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &d.join(id).display().to_string(),
+            "--certs",
+            &certs.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let node = self.spawn(id, &args);
+        self.workers.insert(id.to_string(), node);
+    }
+
+    /// Takes a worker's process out of the cluster's bookkeeping (to kill or stop it).
+    pub fn take_worker(&mut self, id: &str) -> NodeProc {
+        self.workers
+            .remove(id)
+            .unwrap_or_else(|| panic!("no worker {id}"))
+    }
+
+    /// Client flags for the CLI.
+    pub fn client_args(&self) -> Vec<String> {
+        vec![
+            "--cluster".into(),
+            self.coordinator_addr().to_string(),
+            "--certs".into(),
+            self.certs_dir().display().to_string(),
+            "--cert-name".into(),
+            "client".into(),
+        ]
+    }
+
+    /// `ringflow status --json` through the real CLI.
+    pub fn status(&self) -> Result<ClusterStatus, String> {
+        let mut args = vec!["status".to_string(), "--json".into()];
+        args.extend(self.client_args());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ringflow(&refs);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("bad status JSON: {e}"))
+    }
+
+    /// `ringflow status --node ADDR --json`: the node's own view.
+    pub fn node_info(&self, addr: SocketAddr) -> Result<NodeInfo, String> {
+        let mut args = vec![
+            "status".to_string(),
+            "--json".into(),
+            "--node".into(),
+            addr.to_string(),
+        ];
+        args.extend(self.client_args());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ringflow(&refs);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("bad node JSON: {e}"))
+    }
+
+    /// Polls the status until `cond` holds; panics with diagnostics after [`DEADLINE`].
+    pub fn wait_for(&self, what: &str, cond: impl Fn(&ClusterStatus) -> bool) -> ClusterStatus {
+        let deadline = Instant::now() + DEADLINE;
+        let mut last = Err("no status yet".to_string());
+        while Instant::now() < deadline {
+            last = self.status();
+            if let Ok(s) = &last {
+                if cond(s) {
+                    return s.clone();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "timed out waiting for: {what}\nlast status: {last:#?}\n{}",
+            self.logs_tail(30)
+        );
+    }
+
+    /// Waits until `n` workers are alive, acting on the current epoch, and every
+    /// partition has min(replication, n) owners.
+    pub fn wait_healthy(&self, n: usize) -> ClusterStatus {
+        self.wait_for(
+            &format!("{n} alive workers, fully replicated, all on the current epoch"),
+            |s| {
+                let alive: Vec<&MemberStatus> = s
+                    .members
+                    .iter()
+                    .filter(|m| m.state == MemberState::Alive)
+                    .collect();
+                alive.len() == n
+                    && s.unowned.is_empty()
+                    && s.under_replicated == 0
+                    && alive.iter().all(|m| m.member_epoch == s.epoch)
+            },
+        )
+    }
+
+    /// The last lines of every node's log.
+    pub fn logs_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for e in rd.flatten() {
+                out.push_str(&format!(
+                    "--- {} ---\n{}\n",
+                    e.path().display(),
+                    tail(&e.path(), lines)
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The last `n` lines of a file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A member of a status by id.
+pub fn member<'a>(s: &'a ClusterStatus, id: &str) -> Option<&'a MemberStatus> {
+    s.members.iter().find(|m| m.id.0 == id)
+}

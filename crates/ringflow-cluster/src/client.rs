@@ -19,7 +19,11 @@ pub struct ClusterClient {
 
 impl ClusterClient {
     /// Connects to `target` (`HOST:PORT`) with a client or node certificate.
-    pub async fn connect(target: &str, identity: &TlsIdentity, cluster: &str) -> Result<Self, ClusterError> {
+    pub async fn connect(
+        target: &str,
+        identity: &TlsIdentity,
+        cluster: &str,
+    ) -> Result<Self, ClusterError> {
         let addr = session_resolve(target).await?;
         let endpoint = Endpoint::client(identity, &NetConfig::default())?;
         let conn = endpoint.connect(addr).await?;
@@ -33,7 +37,8 @@ impl ClusterClient {
 
     async fn request(&self, msg: &ControlMsg) -> Result<ControlMsg, ClusterError> {
         let fut = async {
-            let (mut send, mut recv) = open_stream(&self.conn, PeerRole::Client, None, &self.cluster).await?;
+            let (mut send, mut recv) =
+                open_stream(&self.conn, PeerRole::Client, None, &self.cluster).await?;
             send.send(msg).await?;
             let reply = recv
                 .recv::<ControlMsg>()
@@ -43,9 +48,9 @@ impl ClusterClient {
             let _ = send.finish();
             Ok(reply)
         };
-        tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| ClusterError::Timeout(format!("no reply within {} s", self.timeout.as_secs())))?
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| {
+            ClusterError::Timeout(format!("no reply within {} s", self.timeout.as_secs()))
+        })?
     }
 
     /// The coordinator's status report.
@@ -53,7 +58,9 @@ impl ClusterClient {
         match self.request(&ControlMsg::StatusRequest).await? {
             ControlMsg::Status(s) => Ok(s),
             ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
-            other => Err(ClusterError::Unexpected(crate::coordinator::variant_name(&other).into())),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
         }
     }
 
@@ -62,7 +69,9 @@ impl ClusterClient {
         match self.request(&ControlMsg::NodeInfoRequest).await? {
             ControlMsg::NodeInfo(i) => Ok(i),
             ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
-            other => Err(ClusterError::Unexpected(crate::coordinator::variant_name(&other).into())),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
         }
     }
 

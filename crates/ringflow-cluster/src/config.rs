@@ -39,6 +39,9 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval_ms: u64,
     /// Silence after which a worker is declared dead and loses its partitions, in ms.
     pub failure_timeout_ms: u64,
+    /// After a restart, how long workers known from the data directory keep their
+    /// partitions while they reconnect, in ms (never less than the failure timeout).
+    pub recovery_grace_ms: u64,
     /// Largest accepted frame, in bytes.
     pub max_frame: usize,
 }
@@ -57,6 +60,7 @@ impl Default for CoordinatorConfig {
             replication: ringflow_ring::DEFAULT_REPLICATION as u32,
             heartbeat_interval_ms: 500,
             failure_timeout_ms: 3000,
+            recovery_grace_ms: 10_000,
             max_frame: ringflow_proto::DEFAULT_MAX_FRAME,
         }
     }
@@ -67,7 +71,9 @@ impl CoordinatorConfig {
     pub fn validate(&self) -> Result<(), ClusterError> {
         ringflow_ring::RingConfig::new(self.partitions, self.replication as usize)?;
         if self.heartbeat_interval_ms == 0 {
-            return Err(ClusterError::Config("heartbeat_interval_ms must be > 0".into()));
+            return Err(ClusterError::Config(
+                "heartbeat_interval_ms must be > 0".into(),
+            ));
         }
         if self.failure_timeout_ms < 2 * self.heartbeat_interval_ms {
             return Err(ClusterError::Config(format!(
@@ -76,7 +82,9 @@ impl CoordinatorConfig {
             )));
         }
         if self.max_frame < 64 * 1024 {
-            return Err(ClusterError::Config("max_frame must be at least 65536".into()));
+            return Err(ClusterError::Config(
+                "max_frame must be at least 65536".into(),
+            ));
         }
         validate_name("cluster", &self.cluster)
     }
@@ -147,7 +155,9 @@ impl WorkerConfig {
             return Err(ClusterError::Config("coordinator address is empty".into()));
         }
         if self.max_frame < 64 * 1024 {
-            return Err(ClusterError::Config("max_frame must be at least 65536".into()));
+            return Err(ClusterError::Config(
+                "max_frame must be at least 65536".into(),
+            ));
         }
         Ok(())
     }
@@ -157,7 +167,8 @@ impl WorkerConfig {
 pub fn validate_name(what: &str, s: &str) -> Result<(), ClusterError> {
     let ok = !s.is_empty()
         && s.len() <= 128
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {

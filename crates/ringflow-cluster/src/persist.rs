@@ -17,8 +17,12 @@ pub(crate) struct StateFile {
 impl StateFile {
     /// The file `name` inside `dir`, creating `dir` if needed.
     pub(crate) fn open(dir: &Path, name: &str) -> Result<Self, ClusterError> {
-        fs::create_dir_all(dir).map_err(|e| ClusterError::io(format!("creating data directory {}", dir.display()), e))?;
-        Ok(Self { path: dir.join(name) })
+        fs::create_dir_all(dir).map_err(|e| {
+            ClusterError::io(format!("creating data directory {}", dir.display()), e)
+        })?;
+        Ok(Self {
+            path: dir.join(name),
+        })
     }
 
     /// The file's path.
@@ -31,24 +35,35 @@ impl StateFile {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(ClusterError::io(format!("reading {}", self.path.display()), e)),
+            Err(e) => {
+                return Err(ClusterError::io(
+                    format!("reading {}", self.path.display()),
+                    e,
+                ))
+            }
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| ClusterError::CorruptState {
-            path: self.path.display().to_string(),
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ClusterError::CorruptState {
+                path: self.path.display().to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// Replaces the state durably.
     pub(crate) fn save<T: Serialize>(&self, value: &T) -> Result<(), ClusterError> {
         let tmp = self.path.with_extension("tmp");
         let ctx = |what: &str| format!("{what} {}", tmp.display());
-        let bytes = serde_json::to_vec(value).map_err(|e| ClusterError::Unexpected(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| ClusterError::Unexpected(e.to_string()))?;
         let mut f = fs::File::create(&tmp).map_err(|e| ClusterError::io(ctx("creating"), e))?;
-        f.write_all(&bytes).map_err(|e| ClusterError::io(ctx("writing"), e))?;
-        f.sync_all().map_err(|e| ClusterError::io(ctx("syncing"), e))?;
+        f.write_all(&bytes)
+            .map_err(|e| ClusterError::io(ctx("writing"), e))?;
+        f.sync_all()
+            .map_err(|e| ClusterError::io(ctx("syncing"), e))?;
         drop(f);
-        fs::rename(&tmp, &self.path).map_err(|e| ClusterError::io(format!("renaming to {}", self.path.display()), e))?;
+        fs::rename(&tmp, &self.path)
+            .map_err(|e| ClusterError::io(format!("renaming to {}", self.path.display()), e))?;
         if let Some(dir) = self.path.parent() {
             if let Ok(d) = fs::File::open(dir) {
                 let _ = d.sync_all();
@@ -70,6 +85,9 @@ mod tests {
         f.save(&vec![1u32, 2, 3]).unwrap();
         assert_eq!(f.load::<Vec<u32>>().unwrap(), Some(vec![1, 2, 3]));
         std::fs::write(f.path(), b"{not json").unwrap();
-        assert!(matches!(f.load::<Vec<u32>>(), Err(ClusterError::CorruptState { .. })));
+        assert!(matches!(
+            f.load::<Vec<u32>>(),
+            Err(ClusterError::CorruptState { .. })
+        ));
     }
 }

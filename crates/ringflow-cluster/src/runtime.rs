@@ -12,7 +12,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::ClusterError;
 
 /// Runs `f` on `arbiter` (its own thread and event loop) and returns its result.
-pub(crate) async fn on_arbiter<F, Fut, T>(arbiter: &actix_rt::ArbiterHandle, f: F) -> Result<T, ClusterError>
+pub(crate) async fn on_arbiter<F, Fut, T>(
+    arbiter: &actix_rt::ArbiterHandle,
+    f: F,
+) -> Result<T, ClusterError>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
@@ -87,14 +90,18 @@ pub(crate) async fn accept_loop<H: StreamHandler>(
                 actix_rt::spawn(async move {
                     let peer = conn.remote_addr();
                     let result = async {
-                        let (hello, send, recv) = answer_hello(send, recv, role, node_id, &cluster).await?;
+                        let (hello, send, recv) =
+                            answer_hello(send, recv, role, node_id, &cluster).await?;
                         handler.handle(conn.clone(), hello, send, recv).await
                     }
                     .await;
                     if let Err(e) = result {
                         if is_violation(&e) {
                             tracing::error!(%peer, error = %e, "protocol violation: closing the connection");
-                            conn.close(ringflow_net::CLOSE_PROTOCOL_VIOLATION, "protocol violation");
+                            conn.close(
+                                ringflow_net::CLOSE_PROTOCOL_VIOLATION,
+                                "protocol violation",
+                            );
                         } else {
                             tracing::debug!(%peer, error = %e, "stream ended");
                         }
@@ -109,6 +116,8 @@ pub(crate) async fn accept_loop<H: StreamHandler>(
 /// Whether an error means the peer broke the protocol (as opposed to going away).
 pub(crate) fn is_violation(e: &ClusterError) -> bool {
     match e {
+        // A refused handshake was answered with its reason; the stream just ends.
+        ClusterError::Proto(ringflow_proto::ProtoError::Handshake(_)) => false,
         ClusterError::Proto(_) => true,
         ClusterError::Net(n) => n.is_protocol_violation(),
         _ => false,

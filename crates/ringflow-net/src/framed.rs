@@ -45,6 +45,9 @@ impl FramedSend {
     /// Waits while the peer's flow-control window is full (that is the backpressure).
     /// Fails with [`NetError::Encode`] for a message larger than `max_frame`, without
     /// writing anything; the stream stays usable.
+    ///
+    /// Not cancel-safe: a future dropped midway may leave a partial frame, which the
+    /// peer reports as truncated; [`FramedSend::reset`] the stream in that case.
     pub async fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), NetError> {
         let frame = encode_frame(msg, self.max_frame).map_err(NetError::Encode)?;
         self.inner.write_all(&frame).await.map_err(write_error)
@@ -104,6 +107,8 @@ impl FramedRecv {
     /// any of the body is buffered), sends a body that does not decode as `T`, or ends
     /// the stream inside a frame. After such an error the stream is stopped and every
     /// further call fails; the caller should close the connection.
+    ///
+    /// Cancel-safe: dropping the future loses no data, so it can sit in `tokio::select!`.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, NetError> {
         if self.failed {
             return Err(NetError::Stream(

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use ringflow_net::{Endpoint, NetError, CLOSE_NORMAL};
+use ringflow_net::{Endpoint, NetError, TlsIdentity, CLOSE_NORMAL};
 use ringflow_proto::{encode_frame, ProtoError};
 
 #[tokio::test]
@@ -170,9 +170,21 @@ async fn client_from_another_ca_is_refused_and_server_keeps_serving() {
     cluster(evil.path(), "evil");
     let (server, addr, mut rx) = echo_server(&identity(dir.path(), "n1"));
 
-    // The foreign CA's node cert claims "ringflow-node" too, but it is not ours.
+    // The intruder trusts our CA (so it accepts our server) as well as its own, and
+    // presents a certificate from its own CA; that node cert even claims
+    // "ringflow-node". Only our server's client verification can stop it.
+    let bundle = evil.path().join("both-cas.crt");
+    let mut pem = std::fs::read(dir.path().join("ca.crt")).expect("read");
+    pem.extend(std::fs::read(evil.path().join("ca.crt")).expect("read"));
+    std::fs::write(&bundle, pem).expect("write bundle");
     for name in ["n1", "c1"] {
-        let foreign = Endpoint::client(&identity(evil.path(), name), &cfg()).expect("client");
+        let id = TlsIdentity::load(
+            &bundle,
+            &evil.path().join(format!("{name}.crt")),
+            &evil.path().join(format!("{name}.key")),
+        )
+        .expect("foreign identity");
+        let foreign = Endpoint::client(&id, &cfg()).expect("client");
         let attempt = async {
             let conn = foreign.connect(addr).await?;
             round_trip(&conn, 1).await

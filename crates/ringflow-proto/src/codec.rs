@@ -18,12 +18,18 @@ pub const LENGTH_PREFIX: usize = 4;
 /// Encodes `msg` as one frame (length prefix included).
 ///
 /// Fails with [`ProtoError::Oversize`] if the body would exceed `max_frame`.
-pub fn encode_frame<T: Serialize + ?Sized>(msg: &T, max_frame: usize) -> Result<Vec<u8>, ProtoError> {
+pub fn encode_frame<T: Serialize + ?Sized>(
+    msg: &T,
+    max_frame: usize,
+) -> Result<Vec<u8>, ProtoError> {
     let mut out = vec![0u8; LENGTH_PREFIX];
     rmp_serde::encode::write_named(&mut out, msg).map_err(|e| ProtoError::Encode(e.to_string()))?;
     let len = out.len() - LENGTH_PREFIX;
     if len > max_frame || len > u32::MAX as usize {
-        return Err(ProtoError::Oversize { len, max: max_frame });
+        return Err(ProtoError::Oversize {
+            len,
+            max: max_frame,
+        });
     }
     out[..LENGTH_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(out)
@@ -193,7 +199,10 @@ mod tests {
             name: String::new(),
             data: vec![0; 200],
         };
-        assert!(matches!(encode_frame(&big, 100), Err(ProtoError::Oversize { .. })));
+        assert!(matches!(
+            encode_frame(&big, 100),
+            Err(ProtoError::Oversize { .. })
+        ));
     }
 
     #[test]
@@ -214,21 +223,30 @@ mod tests {
         let body = [0xc1u8, 0xff, 0x00, 0x13, 0x37];
         dec.push(&(body.len() as u32).to_be_bytes());
         dec.push(&body);
-        assert!(matches!(dec.decode_next::<Msg>(), Err(ProtoError::Malformed(_))));
+        assert!(matches!(
+            dec.decode_next::<Msg>(),
+            Err(ProtoError::Malformed(_))
+        ));
     }
 
     #[test]
     fn wrong_shape_is_malformed() {
         let mut dec = FrameDecoder::new(1024);
         dec.push(&encode_frame(&("not", "a", "msg"), 1024).unwrap());
-        assert!(matches!(dec.decode_next::<Msg>(), Err(ProtoError::Malformed(_))));
+        assert!(matches!(
+            dec.decode_next::<Msg>(),
+            Err(ProtoError::Malformed(_))
+        ));
     }
 
     #[test]
     fn empty_frame_is_malformed_message() {
         let mut dec = FrameDecoder::new(1024);
         dec.push(&0u32.to_be_bytes());
-        assert!(matches!(dec.decode_next::<Msg>(), Err(ProtoError::Malformed(_))));
+        assert!(matches!(
+            dec.decode_next::<Msg>(),
+            Err(ProtoError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -80,9 +80,16 @@ impl Hello {
     }
 
     /// Chooses the version to speak, given what the acceptor supports and its cluster name.
-    pub fn negotiate(&self, supported: RangeInclusive<u16>, cluster: &str) -> Result<u16, ProtoError> {
+    pub fn negotiate(
+        &self,
+        supported: RangeInclusive<u16>,
+        cluster: &str,
+    ) -> Result<u16, ProtoError> {
         if self.magic != MAGIC {
-            return Err(ProtoError::Handshake(format!("bad magic {:02x?}", self.magic)));
+            return Err(ProtoError::Handshake(format!(
+                "bad magic {:02x?}",
+                self.magic
+            )));
         }
         if self.min_version > self.max_version {
             return Err(ProtoError::Handshake(format!(
@@ -111,9 +118,21 @@ impl Hello {
     }
 
     /// The acceptor's side of the handshake: the reply to send, and the version if accepted.
-    pub fn answer(&self, role: PeerRole, node_id: Option<String>, cluster: &str) -> (HelloReply, Result<u16, ProtoError>) {
+    pub fn answer(
+        &self,
+        role: PeerRole,
+        node_id: Option<String>,
+        cluster: &str,
+    ) -> (HelloReply, Result<u16, ProtoError>) {
         match self.negotiate(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION, cluster) {
-            Ok(version) => (HelloReply::Accepted { version, role, node_id }, Ok(version)),
+            Ok(version) => (
+                HelloReply::Accepted {
+                    version,
+                    role,
+                    node_id,
+                },
+                Ok(version),
+            ),
             Err(e) => (
                 HelloReply::Rejected {
                     reason: e.to_string(),
@@ -128,9 +147,17 @@ impl HelloReply {
     /// The opener's view of the reply: the negotiated version or the acceptor's reason.
     pub fn into_version(self) -> Result<u16, ProtoError> {
         match self {
-            HelloReply::Accepted { version, .. } if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) => Ok(version),
-            HelloReply::Accepted { version, .. } => Err(ProtoError::Handshake(format!("peer chose unsupported version {version}"))),
-            HelloReply::Rejected { reason } => Err(ProtoError::Handshake(format!("rejected by peer: {reason}"))),
+            HelloReply::Accepted { version, .. }
+                if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) =>
+            {
+                Ok(version)
+            }
+            HelloReply::Accepted { version, .. } => Err(ProtoError::Handshake(format!(
+                "peer chose unsupported version {version}"
+            ))),
+            HelloReply::Rejected { reason } => {
+                Err(ProtoError::Handshake(format!("rejected by peer: {reason}")))
+            }
         }
     }
 }

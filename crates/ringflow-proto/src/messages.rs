@@ -245,7 +245,11 @@ mod tests {
         };
         let msg = ControlMsg::View(view.clone());
         let frame = encode_frame(&msg, DEFAULT_MAX_FRAME).unwrap();
-        assert!(frame.len() < 256 * 1024, "view frame is {} bytes", frame.len());
+        assert!(
+            frame.len() < 256 * 1024,
+            "view frame is {} bytes",
+            frame.len()
+        );
         let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
         dec.push(&frame);
         assert_eq!(dec.decode_next::<ControlMsg>().unwrap(), Some(msg));

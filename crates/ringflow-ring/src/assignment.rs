@@ -30,8 +30,14 @@ pub struct Assignment {
 
 impl Assignment {
     /// An epoch-0 table in which nobody owns anything.
+    ///
+    /// `config` should be valid ([`RingConfig::new`]); for an invalid one the table has
+    /// no slots at all and fails [`Assignment::validate`].
     pub fn empty(config: RingConfig) -> Self {
-        let len = (config.partitions as usize).saturating_mul(config.replication);
+        let len = match config.validate() {
+            Ok(()) => config.partitions as usize * config.replication,
+            Err(_) => 0,
+        };
         Assignment {
             epoch: 0,
             config,
@@ -381,7 +387,10 @@ mod tests {
             old.partitions_of(&w("a")),
             vec![PartitionId(0), PartitionId(2), PartitionId(3)]
         );
-        assert_eq!(old.primaries_of(&w("a")), vec![PartitionId(0), PartitionId(3)]);
+        assert_eq!(
+            old.primaries_of(&w("a")),
+            vec![PartitionId(0), PartitionId(3)]
+        );
         assert!(old.partitions_of(&w("zz")).is_empty());
         assert_eq!(old.under_replicated(2), vec![PartitionId(3)]);
         assert!(old.unowned().is_empty());

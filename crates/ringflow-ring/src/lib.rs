@@ -1,6 +1,11 @@
 //! The ringflow partition ring: stable key hashing, a fixed power-of-two partition count,
 //! and the weighted, sticky assignment of partition replica sets to workers with movement diffs.
 //! Pure and deterministic (sans-IO): the coordinator plans tables here, every node routes by them.
+//!
+//! Entry points: [`RingConfig::partition_for_key`] (key -> partition), [`plan`]
+//! (membership -> next [`Assignment`]), [`diff`] / [`moved_fraction`] (what moves).
+
+#![warn(missing_docs)]
 
 mod assignment;
 mod error;
@@ -170,9 +175,11 @@ mod tests {
         assert_eq!(key_hash(b"user:1000"), 0xdb2e_dd86_dff0_b45e);
         assert_eq!(key_hash(&[0u8; 64]), 0xf54f_6c8c_c9c0_529d);
         // And the partition of a key at the default size.
-        assert_eq!(RingConfig::default().partition_for_key(b"hello"), PartitionId(15163));
+        assert_eq!(
+            RingConfig::default().partition_for_key(b"hello"),
+            PartitionId(15163)
+        );
     }
-
 
     #[test]
     fn partition_for_key_in_range() {
@@ -186,7 +193,10 @@ mod tests {
         let one = RingConfig::new(1, 1).expect("valid config");
         assert_eq!(one.partition_for_hash(u64::MAX), PartitionId(0));
         let c = RingConfig::default();
-        assert_eq!(c.partition_for_hash(u64::MAX), PartitionId(DEFAULT_PARTITIONS - 1));
+        assert_eq!(
+            c.partition_for_hash(u64::MAX),
+            PartitionId(DEFAULT_PARTITIONS - 1)
+        );
         assert_eq!(c.partition_for_hash(0), PartitionId(0));
     }
 
@@ -195,7 +205,9 @@ mod tests {
         let config = RingConfig::new(16, 1).expect("valid config");
         let mut counts = [0u32; 16];
         for i in 0..160_000u32 {
-            counts[config.partition_for_key(format!("key-{i}").as_bytes()).index()] += 1;
+            counts[config
+                .partition_for_key(format!("key-{i}").as_bytes())
+                .index()] += 1;
         }
         for c in counts {
             assert!((9_500..=10_500).contains(&c), "skewed bucket {c}");
@@ -204,10 +216,7 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        assert_eq!(
-            RingConfig::new(0, 3),
-            Err(RingError::InvalidPartitions(0))
-        );
+        assert_eq!(RingConfig::new(0, 3), Err(RingError::InvalidPartitions(0)));
         assert_eq!(
             RingConfig::new(1000, 3),
             Err(RingError::InvalidPartitions(1000))
@@ -216,7 +225,10 @@ mod tests {
             RingConfig::new(1 << 21, 3),
             Err(RingError::InvalidPartitions(1 << 21))
         );
-        assert_eq!(RingConfig::new(64, 0), Err(RingError::InvalidReplication(0)));
+        assert_eq!(
+            RingConfig::new(64, 0),
+            Err(RingError::InvalidReplication(0))
+        );
         assert_eq!(
             RingConfig::new(64, MAX_REPLICATION + 1),
             Err(RingError::InvalidReplication(MAX_REPLICATION + 1))
@@ -224,7 +236,10 @@ mod tests {
         assert!(RingConfig::new(1, 1).is_ok());
         assert!(RingConfig::new(MAX_PARTITIONS, MAX_REPLICATION).is_ok());
         let d = RingConfig::default();
-        assert_eq!((d.partitions, d.replication), (DEFAULT_PARTITIONS, DEFAULT_REPLICATION));
+        assert_eq!(
+            (d.partitions, d.replication),
+            (DEFAULT_PARTITIONS, DEFAULT_REPLICATION)
+        );
     }
 
     #[test]

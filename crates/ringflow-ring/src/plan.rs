@@ -5,13 +5,16 @@
 //!    to workers in proportion to capacity by largest remainder (ties by worker id),
 //!    capped at one slot per partition (water-filling the excess onto the others).
 //! 2. **Keep.** Every previous placement on a live worker is kept (in previous rank order).
-//! 3. **Fill.** A fresh cluster (nothing kept) is seeded by rendezvous hashing of
-//!    (partition, worker), so the layout is not striped. Otherwise each empty slot goes
+//! 3. **Fill.** A fresh cluster (nothing kept) is seeded by capacity-weighted rendezvous
+//!    hashing of (partition, worker), so the layout is not striped and replica sets mix
+//!    evenly. Otherwise each empty slot (a removed worker's, or a wider replication) goes
 //!    to the most under-quota worker not already in that replica set (a max-heap).
 //! 4. **Rebalance.** Each under-quota worker takes slots directly from over-quota members
 //!    of partitions it is not in, scanning partitions in a worker-specific pseudo-random
-//!    order; placements created in this plan and non-primary slots are taken first.
-//!    Leftovers that no direct move can fix are fixed by augmenting paths (BFS).
+//!    order; leftovers that no direct move can fix go along augmenting paths (BFS), which
+//!    also settle the distinctness corner cases. Placements made in this plan (no data
+//!    yet) are handed over first, then retained ones (non-primary before primary), so
+//!    only over-quota excess and removed workers' slots move.
 //! 5. **Primaries.** Primary quotas are apportioned the same way (capped by each worker's
 //!    slot count). The previous primary is kept when still in the set and within quota;
 //!    the rest go to the member with the largest deficit, then direct switches and
@@ -87,9 +90,7 @@ pub fn plan(
         None => next == Assignment::empty(config),
     };
     if !unchanged {
-        next.epoch = base_epoch
-            .checked_add(1)
-            .ok_or(RingError::EpochOverflow)?;
+        next.epoch = base_epoch.checked_add(1).ok_or(RingError::EpochOverflow)?;
     }
     Ok(next)
 }
@@ -104,6 +105,54 @@ fn mix(mut z: u64) -> u64 {
 /// Rendezvous score of (partition, worker).
 fn score(p: usize, worker_hash: u64) -> u64 {
     mix(worker_hash ^ (p as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// Integer fixed-point log2, for platform-independent weighted rendezvous scores.
+struct Log2 {
+    /// `log2(1 + i / 4096)` in Q32 for `i` in `0..=4096`.
+    table: Vec<u64>,
+}
+
+impl Log2 {
+    const BITS: u32 = 12;
+
+    fn new() -> Self {
+        let size = 1u64 << Self::BITS;
+        let table = (0..=size)
+            .map(|i| {
+                // Bit-by-bit log2 of y in [1, 2], y in Q62: square, and a result bit
+                // is set whenever the square reaches 2.
+                let one = 1u128 << 62;
+                let mut y = (u128::from(size + i) << 62) / u128::from(size);
+                if y >= 2 * one {
+                    return 1u64 << 32;
+                }
+                let mut r = 0u64;
+                for bit in (0..32).rev() {
+                    y = (y * y) >> 62;
+                    if y >= 2 * one {
+                        y >>= 1;
+                        r |= 1 << bit;
+                    }
+                }
+                r
+            })
+            .collect();
+        Log2 { table }
+    }
+
+    /// `-log2(u)` in Q32 for `u = (top 53 bits of h + 1) / 2^53` in `(0, 1]`: `< 54 * 2^32`.
+    fn neg_log2_unit(&self, h: u64) -> u64 {
+        let m = (h >> 11) + 1;
+        let e = 63 - u64::from(m.leading_zeros());
+        let t = m << (63 - e); // top bit set
+        let idx = ((t >> (63 - Self::BITS)) & ((1 << Self::BITS) - 1)) as usize;
+        let rest = (t >> (63 - Self::BITS - 20)) & ((1 << 20) - 1);
+        let lo = self.table[idx];
+        let hi = self.table[idx + 1];
+        let frac = lo + (((hi - lo) * rest) >> 20);
+        (53u64 << 32).saturating_sub((e << 32) + frac)
+    }
 }
 
 /// Apportions `total` units in proportion to `caps` by largest remainder (ties to the
@@ -135,7 +184,11 @@ fn apportion(total: u64, caps: &[u64], bounds: &[u64]) -> Vec<i64> {
             q[i] += 1;
             left -= 1;
         }
-        let over: Vec<usize> = active.iter().copied().filter(|&i| q[i] > bounds[i]).collect();
+        let over: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&i| q[i] > bounds[i])
+            .collect();
         if over.is_empty() {
             break;
         }
@@ -259,28 +312,56 @@ impl<'a> Planner<'a> {
         } else {
             self.fill_holes();
         }
-        self.rebalance_direct();
-        self.rebalance_paths();
+        // Placements made in this plan hold no data yet: hand those over first.
+        self.rebalance_direct(true);
+        self.rebalance_paths(true);
+        self.rebalance_direct(false);
+        self.rebalance_paths(false);
         let primary = self.choose_primaries();
         self.finish(epoch, &primary)
     }
 
-    /// Phase 3 (fresh cluster): top-k rendezvous hashing per partition.
+    /// Phase 3 (fresh cluster): top-k weighted rendezvous hashing per partition.
+    ///
+    /// Worker `w` scores `-ln(u) / capacity` for a uniform `u` drawn from the hash of
+    /// (partition, w); the `k` lowest scores win, so a partition's first replica lands
+    /// on a worker with probability proportional to capacity. Integer-only (fixed-point
+    /// log2), so identical on every platform. With equal capacities the order is simply
+    /// by hash.
     fn seed_rendezvous(&mut self) {
         let k = self.k;
+        let weighted = self
+            .specs
+            .windows(2)
+            .any(|w| w[0].capacity != w[1].capacity);
+        let log2 = weighted.then(Log2::new);
+        // 2^40 / capacity, so that `cost * inv >> 32` fits a u64 (cost < 2^38).
+        let inv: Vec<u64> = self
+            .specs
+            .iter()
+            .map(|s| (1u64 << 40) / u64::from(s.capacity.max(1)))
+            .collect();
         let mut top: Vec<(u64, u32)> = Vec::with_capacity(k + 1);
         for p in 0..self.np {
             top.clear();
             for (w, &h) in self.hashes.iter().enumerate() {
                 let s = score(p, h);
+                // Higher key wins.
+                let key = match &log2 {
+                    None => s,
+                    Some(log2) => {
+                        let cost = (u128::from(log2.neg_log2_unit(s)) * u128::from(inv[w])) >> 32;
+                        u64::MAX - u64::try_from(cost).unwrap_or(u64::MAX)
+                    }
+                };
                 if top.len() == k {
-                    if top[k - 1].0 >= s {
+                    if top[k - 1].0 >= key {
                         continue;
                     }
                     top.pop();
                 }
-                let pos = top.iter().position(|&(t, _)| t < s).unwrap_or(top.len());
-                top.insert(pos, (s, w as u32));
+                let pos = top.iter().position(|&(t, _)| t < key).unwrap_or(top.len());
+                top.insert(pos, (key, w as u32));
             }
             for (j, &(_, w)) in top.iter().enumerate() {
                 self.slots[p * k + j] = w;
@@ -326,8 +407,9 @@ impl<'a> Planner<'a> {
             .sum()
     }
 
-    /// Phase 4: under-quota workers take slots from over-quota members directly.
-    fn rebalance_direct(&mut self) {
+    /// Phase 4: under-quota workers take slots from over-quota members directly
+    /// (only from placements made in this plan when `only_fresh`).
+    fn rebalance_direct(&mut self, only_fresh: bool) {
         let k = self.k;
         let mask = self.np - 1;
         let mut excess = self.total_excess();
@@ -342,7 +424,8 @@ impl<'a> Planner<'a> {
             let start = h as usize & mask;
             let stride = ((h >> 32) as usize & mask) | 1;
             for i in 0..self.np {
-                let p = (start + i * stride) & mask;
+                // Odd stride over a power of two: a permutation of the partitions.
+                let p = start.wrapping_add(i.wrapping_mul(stride)) & mask;
                 if self.in_row(p, u as u32) {
                     continue;
                 }
@@ -355,14 +438,10 @@ impl<'a> Planner<'a> {
                         continue;
                     }
                     let over = self.count[o as usize] - self.quota[o as usize];
-                    if over <= 0 {
+                    if over <= 0 || (only_fresh && !self.fresh[p * k + j]) {
                         continue;
                     }
-                    let key = (
-                        self.fresh[p * k + j],
-                        o != self.prev_primary[p],
-                        over,
-                    );
+                    let key = (self.fresh[p * k + j], o != self.prev_primary[p], over);
                     if best.is_none_or(|(b, _)| key > b) {
                         best = Some((key, j));
                     }
@@ -384,8 +463,9 @@ impl<'a> Planner<'a> {
 
     /// Phase 4, corner cases: move one slot along a path of workers
     /// `over -> ... -> under`, where each step hands a partition's slot from a worker
-    /// in it to a worker not in it; intermediate workers keep their counts.
-    fn rebalance_paths(&mut self) {
+    /// in it to a worker not in it; intermediate workers keep their counts. With
+    /// `only_fresh`, only placements made in this plan are handed on (no data moves).
+    fn rebalance_paths(&mut self, only_fresh: bool) {
         let k = self.k;
         for _ in 0..MAX_AUGMENTATIONS {
             if self.total_excess() == 0 {
@@ -393,8 +473,8 @@ impl<'a> Planner<'a> {
             }
             let mut members: Vec<Vec<u32>> = vec![Vec::new(); self.n];
             for p in 0..self.np {
-                for &w in self.row(p) {
-                    if w != NONE {
+                for (j, &w) in self.row(p).iter().enumerate() {
+                    if w != NONE && (!only_fresh || self.fresh[p * k + j]) {
                         members[w as usize].push(p as u32);
                     }
                 }
@@ -402,9 +482,9 @@ impl<'a> Planner<'a> {
             let mut parent: Vec<Option<(u32, u32)>> = vec![None; self.n];
             let mut visited = vec![false; self.n];
             let mut queue = VecDeque::new();
-            for w in 0..self.n {
+            for (w, seen) in visited.iter_mut().enumerate() {
                 if self.count[w] > self.quota[w] {
-                    visited[w] = true;
+                    *seen = true;
                     queue.push_back(w as u32);
                 }
             }
@@ -486,16 +566,16 @@ impl<'a> Planner<'a> {
         let mut pcount = vec![0i64; n];
 
         // Keep the previous primary while within quota.
-        for p in 0..np {
+        for (p, lead) in primary.iter_mut().enumerate() {
             let w = self.prev_primary[p];
             if w != NONE && self.in_row(p, w) && pcount[w as usize] < pq[w as usize] {
-                primary[p] = w;
+                *lead = w;
                 pcount[w as usize] += 1;
             }
         }
         // The rest: the member with the largest deficit (ties: earlier slot).
-        for p in 0..np {
-            if primary[p] != NONE {
+        for (p, lead) in primary.iter_mut().enumerate() {
+            if *lead != NONE {
                 continue;
             }
             let mut best: Option<(i64, u32)> = None;
@@ -509,7 +589,7 @@ impl<'a> Planner<'a> {
                 }
             }
             if let Some((_, w)) = best {
-                primary[p] = w;
+                *lead = w;
                 pcount[w as usize] += 1;
             }
         }
@@ -602,9 +682,9 @@ impl<'a> Planner<'a> {
         let width = self.config.replication;
         let mut compact = vec![NONE; self.n];
         let mut workers: Vec<WorkerId> = Vec::new();
-        for w in 0..self.n {
+        for (w, slot) in compact.iter_mut().enumerate() {
             if self.count[w] > 0 {
-                compact[w] = workers.len() as u32;
+                *slot = workers.len() as u32;
                 workers.push(self.specs[w].id.clone());
             }
         }
@@ -634,7 +714,30 @@ mod tests {
     use crate::{diff, moved_fraction, PartitionId};
 
     fn specs(n: usize) -> Vec<WorkerSpec> {
-        (0..n).map(|i| WorkerSpec::new(format!("w{i:04}"), 1)).collect()
+        (0..n)
+            .map(|i| WorkerSpec::new(format!("w{i:04}"), 1))
+            .collect()
+    }
+
+    #[test]
+    fn fixed_point_log2() {
+        let l = Log2::new();
+        assert_eq!(l.table[0], 0);
+        assert_eq!(l.table[4096], 1 << 32);
+        assert_eq!(l.table[2048], 0x95c0_1a39); // log2(1.5) = 0.58496250072...
+        for h in [
+            0u64,
+            1 << 40,
+            u64::MAX / 3,
+            u64::MAX >> 1,
+            u64::MAX - (1 << 11),
+        ] {
+            let m = ((h >> 11) + 1) as f64;
+            let exact = -(m / 2f64.powi(53)).log2();
+            let got = l.neg_log2_unit(h) as f64 / 2f64.powi(32);
+            assert!((exact - got).abs() < 1e-6, "{h}: {exact} vs {got}");
+        }
+        assert_eq!(l.neg_log2_unit(u64::MAX), 0);
     }
 
     #[test]
@@ -673,7 +776,10 @@ mod tests {
             partitions: 6,
             replication: 3,
         };
-        assert_eq!(plan(None, &specs(3), bad), Err(RingError::InvalidPartitions(6)));
+        assert_eq!(
+            plan(None, &specs(3), bad),
+            Err(RingError::InvalidPartitions(6))
+        );
     }
 
     #[test]

@@ -89,7 +89,11 @@ fn check_shares(a: &Assignment, specs: &[WorkerSpec], config: RingConfig) {
             // Primaries are chosen within replica sets, so exactness is best effort: with
             // a handful of partitions per worker, a group of workers can hold every
             // replica of more partitions than its primary quota, and one of them must lead.
-            let tolerance = if exact >= 8.0 { 1.0 + 0.02 * exact } else { 2.0 };
+            let tolerance = if exact >= 8.0 {
+                1.0 + 0.02 * exact
+            } else {
+                2.0
+            };
             assert!(
                 (c - exact).abs() <= tolerance,
                 "{}: {c} primaries vs {exact}",
@@ -150,12 +154,15 @@ proptest! {
 
     #[test]
     fn join_moves_about_the_ideal((config, specs) in cluster(), cap in 1u32..=4) {
-        prop_assume!(specs.len() >= config.replication);
+        // Keep the replica-set width unchanged by the join.
+        let replication = config.replication.min(specs.len());
+        let config = RingConfig::new(config.partitions, replication).expect("config");
         let a = plan(None, &specs, config).expect("plan");
         let mut joined = specs.clone();
         joined.push(WorkerSpec::new("joiner", cap));
         let b = plan(Some(&a), &joined, config).expect("plan");
-        prop_assert_eq!(b.epoch(), a.epoch() + 1);
+        // The joiner may be apportioned nothing (tiny share), then nothing changes.
+        prop_assert!(b.epoch() == a.epoch() + 1 || b == a);
         check_table(&b, &joined, config);
         check_shares(&b, &joined, config);
         let total = config.partitions as usize * config.replication;

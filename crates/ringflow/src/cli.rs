@@ -88,6 +88,9 @@ pub struct CoordinatorArgs {
     /// Failure timeout in milliseconds.
     #[arg(long)]
     pub failure_timeout_ms: Option<u64>,
+    /// After a restart, how long known workers keep their partitions while they reconnect (ms).
+    #[arg(long)]
+    pub recovery_grace_ms: Option<u64>,
     /// Write the bound address to this file once listening.
     #[arg(long)]
     pub addr_file: Option<PathBuf>,

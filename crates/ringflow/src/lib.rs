@@ -7,7 +7,8 @@
 pub mod profile;
 
 pub use ringflow_cluster::{
-    ClusterClient, ClusterError, CoordinatorConfig, CoordinatorHandle, TlsConfig, WorkerConfig, WorkerHandle,
+    ClusterClient, ClusterError, CoordinatorConfig, CoordinatorHandle, TlsConfig, WorkerConfig,
+    WorkerHandle,
 };
 pub use ringflow_net::{certs, Role, TlsIdentity};
 pub use ringflow_proto::{ClusterStatus, MemberState, MemberStatus, NodeInfo};

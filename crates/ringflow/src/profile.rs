@@ -67,10 +67,12 @@ impl Profile {
                 })
             }
         };
-        toml::from_str(&text).map(Some).map_err(|e| ProfileError::Invalid {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
+        toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| ProfileError::Invalid {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// Writes the profile, creating its directory.

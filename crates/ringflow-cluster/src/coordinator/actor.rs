@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use ringflow_proto::{ClusterStatus, ClusterView, ErrorReply, Heartbeat, HeartbeatAck, JoinRequest, Welcome};
+use ringflow_proto::{
+    ClusterStatus, ClusterView, ErrorReply, Heartbeat, HeartbeatAck, JoinRequest, Welcome,
+};
 use ringflow_ring::WorkerId;
 use tokio::sync::watch;
 

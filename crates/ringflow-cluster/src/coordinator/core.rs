@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use ringflow_proto::{
-    ClusterStatus, ClusterView, ErrorCode, ErrorReply, Heartbeat, HeartbeatAck, JoinRequest, MemberState,
-    MemberStatus, PeerInfo,
+    ClusterStatus, ClusterView, ErrorCode, ErrorReply, Heartbeat, HeartbeatAck, JoinRequest,
+    MemberState, MemberStatus, PeerInfo,
 };
 use ringflow_ring::{plan, Assignment, RingConfig, WorkerId, WorkerSpec};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,9 @@ pub struct Timing {
     pub heartbeat_interval_ms: u64,
     /// Silence after which a worker is dead (ms). Half of it makes a worker suspect.
     pub failure_timeout_ms: u64,
+    /// After a coordinator restart, how long members known from the data directory keep
+    /// their partitions while they reconnect (ms).
+    pub recovery_grace_ms: u64,
 }
 
 /// What the coordinator knows about one worker.
@@ -215,7 +218,10 @@ impl CoordinatorCore {
             )));
         }
         if req.addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad_request(&format!("worker address {:?} is not IP:PORT", req.addr)));
+            return Err(bad_request(&format!(
+                "worker address {:?} is not IP:PORT",
+                req.addr
+            )));
         }
         let session = self.next_session;
         self.next_session += 1;
@@ -224,7 +230,8 @@ impl CoordinatorCore {
             Some(m) => {
                 let was_live = m.is_live();
                 let capacity_changed = m.capacity != req.capacity;
-                membership_changed = m.addr != req.addr || capacity_changed || m.state != MemberState::Alive;
+                membership_changed =
+                    m.addr != req.addr || capacity_changed || m.state != MemberState::Alive;
                 m.addr = req.addr.clone();
                 m.capacity = req.capacity;
                 m.state = MemberState::Alive;
@@ -266,7 +273,12 @@ impl CoordinatorCore {
     /// Returns the ack, and whether the worker is behind and must be sent the view.
     /// A heartbeat from a member that is not live (declared dead, left, unknown) or from
     /// a superseded session is refused: the worker must join again.
-    pub fn on_heartbeat(&mut self, hb: &Heartbeat, session: u64, now: u64) -> Result<(HeartbeatAck, bool), ErrorReply> {
+    pub fn on_heartbeat(
+        &mut self,
+        hb: &Heartbeat,
+        session: u64,
+        now: u64,
+    ) -> Result<(HeartbeatAck, bool), ErrorReply> {
         let epoch = self.epoch();
         let Some(m) = self.members.get_mut(&hb.id) else {
             return Err(not_member(&hb.id));
@@ -299,11 +311,18 @@ impl CoordinatorCore {
         let mut died = false;
         for m in self.members.values_mut().filter(|m| m.is_live()) {
             let silent = now.saturating_sub(m.last_seen.unwrap_or(now));
-            if silent > self.timing.failure_timeout_ms {
+            let limit = if m.state == MemberState::Recovering {
+                self.timing
+                    .recovery_grace_ms
+                    .max(self.timing.failure_timeout_ms)
+            } else {
+                self.timing.failure_timeout_ms
+            };
+            if silent > limit {
                 tracing::warn!(member = %m.id, silent_ms = silent, "worker declared dead");
                 m.state = MemberState::Dead;
                 died = true;
-            } else if silent > self.timing.failure_timeout_ms / 2 && m.state == MemberState::Alive {
+            } else if m.state == MemberState::Alive && silent > self.timing.failure_timeout_ms / 2 {
                 tracing::info!(member = %m.id, silent_ms = silent, "worker suspect");
                 m.state = MemberState::Suspect;
             }
@@ -375,6 +394,7 @@ mod tests {
     const T: Timing = Timing {
         heartbeat_interval_ms: 100,
         failure_timeout_ms: 1000,
+        recovery_grace_ms: 3000,
     };
 
     fn ring() -> RingConfig {
@@ -398,7 +418,12 @@ mod tests {
         (c, sessions)
     }
 
-    fn beat(c: &mut CoordinatorCore, id: &str, session: u64, now: u64) -> Result<(HeartbeatAck, bool), ErrorReply> {
+    fn beat(
+        c: &mut CoordinatorCore,
+        id: &str,
+        session: u64,
+        now: u64,
+    ) -> Result<(HeartbeatAck, bool), ErrorReply> {
         let hb = Heartbeat {
             id: id.into(),
             epoch: c.epoch(),
@@ -414,7 +439,10 @@ mod tests {
         assert!(s.unowned.is_empty());
         assert_eq!(s.under_replicated, 0);
         for p in 0..256 {
-            assert_eq!(c.assignment().replicas(ringflow_ring::PartitionId(p)).len(), 3);
+            assert_eq!(
+                c.assignment().replicas(ringflow_ring::PartitionId(p)).len(),
+                3
+            );
         }
         assert!(s.members.iter().all(|m| m.partitions == 256));
     }
@@ -429,17 +457,26 @@ mod tests {
             }
             assert!(!c.tick(now).unwrap());
         }
-        assert_eq!(c.members.get(&"w3".into()).unwrap().state, MemberState::Suspect);
+        assert_eq!(
+            c.members.get(&"w3".into()).unwrap().state,
+            MemberState::Suspect
+        );
         for i in 0..3 {
             beat(&mut c, &format!("w{i}"), s[i], 1001).unwrap();
         }
         assert!(c.tick(1001).unwrap());
-        assert_eq!(c.members.get(&"w3".into()).unwrap().state, MemberState::Dead);
+        assert_eq!(
+            c.members.get(&"w3".into()).unwrap().state,
+            MemberState::Dead
+        );
         assert!(c.epoch() > before);
         assert!(c.assignment().partitions_of(&"w3".into()).is_empty());
         assert!(c.status(1001).unowned.is_empty());
         // Its heartbeats are refused until it joins again, and then it gets partitions back.
-        assert_eq!(beat(&mut c, "w3", s[3], 1100).unwrap_err().code, ErrorCode::NotMember);
+        assert_eq!(
+            beat(&mut c, "w3", s[3], 1100).unwrap_err().code,
+            ErrorCode::NotMember
+        );
         let epoch = c.epoch();
         let out = c.on_join(&join("w3", epoch), 1100).unwrap();
         assert!(out.changed);
@@ -466,7 +503,10 @@ mod tests {
     fn superseded_session_is_refused() {
         let (mut c, s) = cluster_of(3);
         let again = c.on_join(&join("w0", c.epoch()), 5).unwrap();
-        assert!(!again.changed, "a rejoin of a live member with the same address changes nothing");
+        assert!(
+            !again.changed,
+            "a rejoin of a live member with the same address changes nothing"
+        );
         assert!(beat(&mut c, "w0", s[0], 6).is_err());
         assert!(beat(&mut c, "w0", again.session, 6).is_ok());
     }
@@ -489,11 +529,14 @@ mod tests {
         assert_eq!(r.assignment(), c.assignment());
         assert!(r.members().all(|m| m.state == MemberState::Recovering));
         for i in 0..3 {
-            let out = r.on_join(&join(&format!("w{i}"), c.epoch()), 50_100).unwrap();
+            let out = r
+                .on_join(&join(&format!("w{i}"), c.epoch()), 50_100)
+                .unwrap();
             assert_eq!(r.epoch(), c.epoch(), "no movement on rejoin");
             assert!(out.changed, "state Recovering -> Alive is persisted");
         }
-        assert!(!r.tick(52_000).unwrap_or(true) || r.epoch() == c.epoch());
+        assert!(!r.tick(50_500).unwrap());
+        assert_eq!(r.epoch(), c.epoch());
     }
 
     #[test]
@@ -502,13 +545,27 @@ mod tests {
         let mut r = CoordinatorCore::new("c", ring(), T, Some(c.persisted()), 10_000).unwrap();
         r.on_join(&join("w0", c.epoch()), 10_010).unwrap();
         r.on_join(&join("w1", c.epoch()), 10_010).unwrap();
-        assert!(!r.tick(10_900).unwrap());
         let s0 = r.members.get(&"w0".into()).unwrap().session;
         let s1 = r.members.get(&"w1".into()).unwrap().session;
-        beat(&mut r, "w0", s0, 10_900).unwrap();
-        beat(&mut r, "w1", s1, 10_900).unwrap();
-        assert!(r.tick(11_001).unwrap());
-        assert_eq!(r.members.get(&"w2".into()).unwrap().state, MemberState::Dead);
+        for now in (10_500..=12_900).step_by(400) {
+            beat(&mut r, "w0", s0, now).unwrap();
+            beat(&mut r, "w1", s1, now).unwrap();
+            assert!(
+                !r.tick(now).unwrap(),
+                "recovering members get the grace period"
+            );
+        }
+        assert_eq!(
+            r.members.get(&"w2".into()).unwrap().state,
+            MemberState::Recovering
+        );
+        beat(&mut r, "w0", s0, 13_000).unwrap();
+        beat(&mut r, "w1", s1, 13_000).unwrap();
+        assert!(r.tick(13_001).unwrap());
+        assert_eq!(
+            r.members.get(&"w2".into()).unwrap().state,
+            MemberState::Dead
+        );
     }
 
     #[test]

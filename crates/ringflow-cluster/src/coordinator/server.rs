@@ -46,11 +46,19 @@ impl CoordinatorHandle {
         let timing = Timing {
             heartbeat_interval_ms: cfg.heartbeat_interval_ms,
             failure_timeout_ms: cfg.failure_timeout_ms,
+            recovery_grace_ms: cfg.recovery_grace_ms,
         };
         let core = CoordinatorCore::new(&cfg.cluster, ring, timing, persisted, 0)?;
         state.save(&core.persisted())?;
         let (views, views_rx) = watch::channel(Arc::new(core.view()));
-        let actor = CoordinatorActor::new(core, origin, state, views, cfg.heartbeat_interval_ms, cfg.failure_timeout_ms);
+        let actor = CoordinatorActor::new(
+            core,
+            origin,
+            state,
+            views,
+            cfg.heartbeat_interval_ms,
+            cfg.failure_timeout_ms,
+        );
         let addr = actor.start();
 
         let net = actix_rt::Arbiter::new();
@@ -73,7 +81,15 @@ impl CoordinatorHandle {
                 name: name.clone(),
             });
             actix_rt::spawn(async move {
-                accept_loop(endpoint, handler, PeerRole::Coordinator, Some(name), cluster, shutdown_rx).await;
+                accept_loop(
+                    endpoint,
+                    handler,
+                    PeerRole::Coordinator,
+                    Some(name),
+                    cluster,
+                    shutdown_rx,
+                )
+                .await;
                 let _ = done_tx.send(());
             });
             Ok::<_, ClusterError>(local)
@@ -96,14 +112,21 @@ impl CoordinatorHandle {
 
     /// The current status (as `ringflow status` shows it).
     pub async fn status(&self) -> Result<ringflow_proto::ClusterStatus, ClusterError> {
-        self.addr.send(GetStatus).await.map_err(|_| ClusterError::ShuttingDown)
+        self.addr
+            .send(GetStatus)
+            .await
+            .map_err(|_| ClusterError::ShuttingDown)
     }
 
     /// Stops accepting, closes connections, writes the state and stops the actor.
     pub async fn shutdown(self) -> Result<(), ClusterError> {
         let _ = self.shutdown.send(true);
         let _ = self.done.await;
-        let flushed = self.addr.send(Flush).await.map_err(|_| ClusterError::ShuttingDown)?;
+        let flushed = self
+            .addr
+            .send(Flush)
+            .await
+            .map_err(|_| ClusterError::ShuttingDown)?;
         self.net.stop();
         let _ = self.net.join();
         flushed
@@ -127,8 +150,11 @@ impl StreamHandler for CoordinatorStreams {
         match hello.role {
             PeerRole::Worker => {
                 if !conn.peer_is_node() {
-                    send.send(&error_msg(ErrorCode::Forbidden, "a worker needs a node certificate"))
-                        .await?;
+                    send.send(&error_msg(
+                        ErrorCode::Forbidden,
+                        "a worker needs a node certificate",
+                    ))
+                    .await?;
                     return Ok(());
                 }
                 self.worker_session(send, recv).await
@@ -145,10 +171,17 @@ impl CoordinatorStreams {
         M::Result: Send,
         CoordinatorActor: Handler<M>,
     {
-        self.actor.send(msg).await.map_err(|_| ClusterError::ShuttingDown)
+        self.actor
+            .send(msg)
+            .await
+            .map_err(|_| ClusterError::ShuttingDown)
     }
 
-    async fn client_session(&self, mut send: FramedSend, mut recv: FramedRecv) -> Result<(), ClusterError> {
+    async fn client_session(
+        &self,
+        mut send: FramedSend,
+        mut recv: FramedRecv,
+    ) -> Result<(), ClusterError> {
         while let Some(msg) = recv.recv::<ControlMsg>().await? {
             let reply = match msg {
                 ControlMsg::StatusRequest => ControlMsg::Status(self.ask(GetStatus).await?),
@@ -164,14 +197,21 @@ impl CoordinatorStreams {
                     })
                 }
                 ControlMsg::Bye => return Ok(()),
-                other => error_msg(ErrorCode::BadRequest, format!("unexpected {} from a client", variant_name(&other))),
+                other => error_msg(
+                    ErrorCode::BadRequest,
+                    format!("unexpected {} from a client", variant_name(&other)),
+                ),
             };
             send.send(&reply).await?;
         }
         Ok(())
     }
 
-    async fn worker_session(&self, mut send: FramedSend, recv: FramedRecv) -> Result<(), ClusterError> {
+    async fn worker_session(
+        &self,
+        mut send: FramedSend,
+        recv: FramedRecv,
+    ) -> Result<(), ClusterError> {
         let mut incoming = spawn_reader(recv);
         let mut views = self.views.clone();
         let mut session: Option<(ringflow_ring::WorkerId, u64)> = None;

@@ -14,7 +14,10 @@ pub struct WorkerActor {
 
 impl WorkerActor {
     pub(crate) fn new(core: WorkerCore) -> Self {
-        Self { core, connected: false }
+        Self {
+            core,
+            connected: false,
+        }
     }
 }
 
@@ -33,7 +36,12 @@ impl Handler<ApplyView> for WorkerActor {
     fn handle(&mut self, msg: ApplyView, _: &mut Self::Context) -> Self::Result {
         let change = self.core.apply(msg.0);
         match &change {
-            ViewChange::Applied { from, to, gained, lost } => {
+            ViewChange::Applied {
+                from,
+                to,
+                gained,
+                lost,
+            } => {
                 let (owned, primaries) = self.core.owned();
                 tracing::info!(
                     from,

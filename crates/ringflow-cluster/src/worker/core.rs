@@ -59,7 +59,10 @@ impl WorkerCore {
     /// Partitions this worker holds a replica of, and those it is primary for.
     pub fn owned(&self) -> (Vec<PartitionId>, Vec<PartitionId>) {
         match &self.view {
-            Some(v) => (v.assignment.partitions_of(&self.id), v.assignment.primaries_of(&self.id)),
+            Some(v) => (
+                v.assignment.partitions_of(&self.id),
+                v.assignment.primaries_of(&self.id),
+            ),
             None => (Vec::new(), Vec::new()),
         }
     }
@@ -119,7 +122,10 @@ mod tests {
         let a2 = plan(Some(&a1), &specs(3), cfg).unwrap();
         assert!(a2.epoch() > a1.epoch());
         let mut w = WorkerCore::new("w0".into());
-        assert!(matches!(w.apply(view(a1.clone())), ViewChange::Applied { .. }));
+        assert!(matches!(
+            w.apply(view(a1.clone())),
+            ViewChange::Applied { .. }
+        ));
         let owned_before = w.owned().0.len();
         match w.apply(view(a2.clone())) {
             ViewChange::Applied { lost, gained, .. } => {

@@ -7,5 +7,5 @@ mod session;
 
 pub use self::actor::WorkerActor;
 pub use self::core::{ViewChange, WorkerCore};
-pub use self::session::WorkerHandle;
 pub(crate) use self::session::resolve as session_resolve;
+pub use self::session::WorkerHandle;

@@ -14,16 +14,20 @@ use tokio::sync::watch;
 
 use super::actor::{ApplyView, CurrentEpoch, GetInfo, SetConnected, WorkerActor};
 use super::core::WorkerCore;
-use crate::runtime::{accept_loop, error_msg, on_arbiter, open_stream, spawn_reader, StreamHandler};
+use crate::runtime::{
+    accept_loop, error_msg, on_arbiter, open_stream, spawn_reader, StreamHandler,
+};
 use crate::{ClusterError, WorkerConfig};
 
 /// A running worker.
 pub struct WorkerHandle {
     addr: Addr<WorkerActor>,
     local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
+    stop_session: watch::Sender<bool>,
+    stop_listener: watch::Sender<bool>,
     net: actix_rt::Arbiter,
-    done: Vec<tokio::sync::oneshot::Receiver<()>>,
+    session_done: tokio::sync::oneshot::Receiver<()>,
+    listener_done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl WorkerHandle {
@@ -32,14 +36,19 @@ impl WorkerHandle {
     /// Must be called inside an actix System.
     pub async fn start(cfg: WorkerConfig) -> Result<Self, ClusterError> {
         cfg.validate()?;
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|e| ClusterError::io(format!("creating data directory {}", cfg.data_dir.display()), e))?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+            ClusterError::io(
+                format!("creating data directory {}", cfg.data_dir.display()),
+                e,
+            )
+        })?;
         let identity = TlsIdentity::from_dir(&cfg.tls.certs_dir, &cfg.tls.name)?;
         let id = WorkerId(cfg.id.clone());
         let addr = WorkerActor::new(WorkerCore::new(id.clone())).start();
         let net = actix_rt::Arbiter::new();
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let (accept_done_tx, accept_done) = tokio::sync::oneshot::channel();
+        let (stop_session, session_rx) = watch::channel(false);
+        let (stop_listener, listener_rx) = watch::channel(false);
+        let (accept_done_tx, listener_done) = tokio::sync::oneshot::channel();
         let (session_done_tx, session_done) = tokio::sync::oneshot::channel();
         let net_cfg = NetConfig {
             max_frame: cfg.max_frame,
@@ -51,7 +60,9 @@ impl WorkerHandle {
         let local_addr = on_arbiter(&net.handle(), move || async move {
             let endpoint = Endpoint::bind(listen, &identity, &net_cfg)?;
             let local = endpoint.local_addr()?;
-            let handler = Rc::new(WorkerStreams { actor: actor.clone() });
+            let handler = Rc::new(WorkerStreams {
+                actor: actor.clone(),
+            });
             let advertise = cfg2.advertise.clone().unwrap_or_else(|| local.to_string());
             let session = ControlSession {
                 cfg: cfg2.clone(),
@@ -60,13 +71,20 @@ impl WorkerHandle {
                 endpoint: endpoint.clone(),
                 actor,
             };
-            let session_shutdown = shutdown_rx.clone();
             actix_rt::spawn(async move {
-                session.run(session_shutdown).await;
+                session.run(session_rx).await;
                 let _ = session_done_tx.send(());
             });
             actix_rt::spawn(async move {
-                accept_loop(endpoint, handler, PeerRole::Worker, Some(cfg2.id), cfg2.cluster, shutdown_rx).await;
+                accept_loop(
+                    endpoint,
+                    handler,
+                    PeerRole::Worker,
+                    Some(cfg2.id),
+                    cfg2.cluster,
+                    listener_rx,
+                )
+                .await;
                 let _ = accept_done_tx.send(());
             });
             Ok::<_, ClusterError>(local)
@@ -76,9 +94,11 @@ impl WorkerHandle {
         Ok(Self {
             addr,
             local_addr,
-            shutdown,
+            stop_session,
+            stop_listener,
             net,
-            done: vec![session_done, accept_done],
+            session_done,
+            listener_done,
         })
     }
 
@@ -89,16 +109,20 @@ impl WorkerHandle {
 
     /// The epoch of the table this worker acts on.
     pub async fn epoch(&self) -> Result<u64, ClusterError> {
-        self.addr.send(CurrentEpoch).await.map_err(|_| ClusterError::ShuttingDown)
+        self.addr
+            .send(CurrentEpoch)
+            .await
+            .map_err(|_| ClusterError::ShuttingDown)
     }
 
     /// Leaves the cluster (handing partitions back while the coordinator is reachable),
     /// closes connections and stops.
     pub async fn shutdown(self) -> Result<(), ClusterError> {
-        let _ = self.shutdown.send(true);
-        for d in self.done {
-            let _ = d.await;
-        }
+        // Leave first (the control connection lives on the same endpoint), then close.
+        let _ = self.stop_session.send(true);
+        let _ = self.session_done.await;
+        let _ = self.stop_listener.send(true);
+        let _ = self.listener_done.await;
         self.net.stop();
         let _ = self.net.join();
         Ok(())
@@ -119,9 +143,12 @@ impl StreamHandler for WorkerStreams {
     ) -> Result<(), ClusterError> {
         while let Some(msg) = recv.recv::<ControlMsg>().await? {
             let reply = match msg {
-                ControlMsg::NodeInfoRequest => {
-                    ControlMsg::NodeInfo(self.actor.send(GetInfo).await.map_err(|_| ClusterError::ShuttingDown)?)
-                }
+                ControlMsg::NodeInfoRequest => ControlMsg::NodeInfo(
+                    self.actor
+                        .send(GetInfo)
+                        .await
+                        .map_err(|_| ClusterError::ShuttingDown)?,
+                ),
                 ControlMsg::Bye => return Ok(()),
                 other => error_msg(
                     ErrorCode::BadRequest,
@@ -177,7 +204,10 @@ impl ControlSession {
     }
 
     async fn epoch(&self) -> Result<u64, ClusterError> {
-        self.actor.send(CurrentEpoch).await.map_err(|_| ClusterError::ShuttingDown)
+        self.actor
+            .send(CurrentEpoch)
+            .await
+            .map_err(|_| ClusterError::ShuttingDown)
     }
 
     async fn join_request(&self) -> Result<ControlMsg, ClusterError> {
@@ -189,13 +219,25 @@ impl ControlSession {
         }))
     }
 
-    async fn session(&self, shutdown: &mut watch::Receiver<bool>) -> Result<SessionEnd, ClusterError> {
+    async fn session(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<SessionEnd, ClusterError> {
         let target = resolve(&self.cfg.coordinator).await?;
+        // A short connect timeout: while the coordinator restarts, retry often rather than
+        // wait out QUIC's handshake back-off.
+        let connect = tokio::time::timeout(Duration::from_secs(2), self.endpoint.connect(target));
         let conn = tokio::select! {
-            c = self.endpoint.connect(target) => c?,
+            c = connect => c.map_err(|_| ClusterError::Timeout(format!("connecting to {target}")))??,
             _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
         };
-        let (mut send, recv) = open_stream(&conn, PeerRole::Worker, Some(self.id.0.clone()), &self.cfg.cluster).await?;
+        let (mut send, recv) = open_stream(
+            &conn,
+            PeerRole::Worker,
+            Some(self.id.0.clone()),
+            &self.cfg.cluster,
+        )
+        .await?;
         let mut incoming = spawn_reader(recv);
         send.send(&self.join_request().await?).await?;
         let mut heartbeat = Duration::from_millis(500);
@@ -216,7 +258,7 @@ impl ControlSession {
                         ControlMsg::Welcome(w) => {
                             joined = true;
                             heartbeat = Duration::from_millis(w.heartbeat_interval_ms.max(10));
-                            silence_limit = Duration::from_millis(w.failure_timeout_ms.saturating_mul(2)).max(Duration::from_secs(2));
+                            silence_limit = Duration::from_millis(w.failure_timeout_ms).max(Duration::from_secs(1));
                             ticker = tokio::time::interval(heartbeat);
                             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                             tracing::info!(coordinator = %target, epoch = w.view.epoch(), "joined the cluster");

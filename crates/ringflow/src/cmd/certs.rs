@@ -14,7 +14,11 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
             force,
         } => {
             let files = certs::init_ca(&dir, &cluster_name, force)?;
-            println!("cluster CA created: {} (key {})", files.cert.display(), files.key.display());
+            println!(
+                "cluster CA created: {} (key {})",
+                files.cert.display(),
+                files.key.display()
+            );
             println!("keep the key secret; issue certificates with `ringflow certs issue --dir {} --name NAME`", dir.display());
         }
         CertsCommand::Issue {

@@ -21,7 +21,8 @@ struct Proc {
 impl Proc {
     fn spawn(name: &str, exe: &Path, args: &[String], logs: &Path) -> anyhow::Result<Self> {
         let log = logs.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let child = Command::new(exe)
             .args(args)
@@ -54,7 +55,11 @@ impl Proc {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        eprintln!("{} did not stop within {} s: killing it", self.name, limit.as_secs());
+        eprintln!(
+            "{} did not stop within {} s: killing it",
+            self.name,
+            limit.as_secs()
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -76,11 +81,19 @@ async fn wait_for_file(path: &Path, procs: &mut [Proc], limit: Duration) -> anyh
         }
         for p in procs.iter_mut() {
             if let Ok(Some(st)) = p.child.try_wait() {
-                bail!("{} exited ({st}) during start-up; see {}", p.name, p.log.display());
+                bail!(
+                    "{} exited ({st}) during start-up; see {}",
+                    p.name,
+                    p.log.display()
+                );
             }
         }
         if Instant::now() > deadline {
-            bail!("{} did not appear within {} s", path.display(), limit.as_secs());
+            bail!(
+                "{} did not appear within {} s",
+                path.display(),
+                limit.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -174,8 +187,15 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
             let deadline = Instant::now() + Duration::from_secs(60);
             let status = loop {
                 let st = client.status().await?;
-                let alive = st.members.iter().filter(|m| m.state == MemberState::Alive).count();
-                if alive == ids.len() && healthy(&st) && st.members.iter().all(|m| m.member_epoch == st.epoch) {
+                let alive = st
+                    .members
+                    .iter()
+                    .filter(|m| m.state == MemberState::Alive)
+                    .count();
+                if alive == ids.len()
+                    && healthy(&st)
+                    && st.members.iter().all(|m| m.member_epoch == st.epoch)
+                {
                     break st;
                 }
                 for p in procs.iter_mut() {
@@ -190,7 +210,10 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
             };
             client.close().await;
             println!("{}", render(&status));
-            println!("local cluster is up: coordinator at {coord}, logs in {}", logs.display());
+            println!(
+                "local cluster is up: coordinator at {coord}, logs in {}",
+                logs.display()
+            );
             println!("try `ringflow status` in another terminal; Ctrl-C stops the cluster");
             Ok::<_, anyhow::Error>(())
         }

@@ -11,14 +11,16 @@ use crate::cli::{CoordinatorArgs, WorkerArgs};
 
 /// Reads a TOML config file, naming the file and line of any mistake.
 pub fn load_toml<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn write_addr_file(path: Option<&Path>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     if let Some(p) = path {
         let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, addr.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, addr.to_string())
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
@@ -55,6 +57,9 @@ pub fn coordinator_config(a: &CoordinatorArgs) -> anyhow::Result<CoordinatorConf
     }
     if let Some(v) = a.failure_timeout_ms {
         c.failure_timeout_ms = v;
+    }
+    if let Some(v) = a.recovery_grace_ms {
+        c.recovery_grace_ms = v;
     }
     c.validate()?;
     Ok(c)

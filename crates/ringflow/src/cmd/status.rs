@@ -80,7 +80,9 @@ pub fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// Whether every partition is owned with its full replica count by live members.
 pub fn healthy(s: &ClusterStatus) -> bool {
-    s.unowned.is_empty() && s.under_replicated == 0 && s.members.iter().any(|m| m.state == MemberState::Alive)
+    s.unowned.is_empty()
+        && s.under_replicated == 0
+        && s.members.iter().any(|m| m.state == MemberState::Alive)
 }
 
 /// The status as a table.
