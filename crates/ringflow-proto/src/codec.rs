@@ -269,12 +269,7 @@ mod tests {
             fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048), max in 0usize..512) {
                 let mut dec = FrameDecoder::new(max);
                 dec.push(&bytes);
-                loop {
-                    match dec.decode_next::<Msg>() {
-                        Ok(Some(_)) => continue,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+                while let Ok(Some(_)) = dec.decode_next::<Msg>() {}
                 let _ = dec.finish();
             }
 

@@ -28,6 +28,13 @@ pub enum Command {
     Status(StatusArgs),
 }
 
+impl Command {
+    /// Whether this is a short-lived client command (as opposed to a node).
+    pub fn is_client(&self) -> bool {
+        matches!(self, Command::Certs(_) | Command::Status(_))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct LocalArgs {
     /// Number of workers.
@@ -138,7 +145,7 @@ pub enum CertsCommand {
     /// Create a cluster CA (ca.crt, ca.key) in DIR.
     Init {
         /// Directory for the CA and the certificates it issues.
-        #[arg(long)]
+        #[arg(long, default_value = "certs")]
         dir: PathBuf,
         /// Cluster name, written into the CA's subject.
         #[arg(long, default_value = "ringflow")]
@@ -150,7 +157,7 @@ pub enum CertsCommand {
     /// Issue a node (default) or client certificate signed by the CA in DIR.
     Issue {
         /// Directory holding the CA.
-        #[arg(long)]
+        #[arg(long, default_value = "certs")]
         dir: PathBuf,
         /// Name of the node or client (file base name and a SAN).
         #[arg(long)]

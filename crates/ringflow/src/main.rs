@@ -7,6 +7,14 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if cli.command.is_client() {
+        // A client printing into a closed pipe (`ringflow status | head`) ends quietly, as
+        // Unix tools do. Long-running nodes keep ignoring SIGPIPE.
+        // SAFETY: restoring the default disposition of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging();
     match cmd::run(cli) {
         Ok(code) => code,

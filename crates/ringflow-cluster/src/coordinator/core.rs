@@ -452,8 +452,8 @@ mod tests {
         let (mut c, s) = cluster_of(4);
         let before = c.epoch();
         for now in (100..=600).step_by(100) {
-            for i in 0..3 {
-                beat(&mut c, &format!("w{i}"), s[i], now).unwrap();
+            for (i, session) in s.iter().take(3).enumerate() {
+                beat(&mut c, &format!("w{i}"), *session, now).unwrap();
             }
             assert!(!c.tick(now).unwrap());
         }
@@ -461,8 +461,8 @@ mod tests {
             c.members.get(&"w3".into()).unwrap().state,
             MemberState::Suspect
         );
-        for i in 0..3 {
-            beat(&mut c, &format!("w{i}"), s[i], 1001).unwrap();
+        for (i, session) in s.iter().take(3).enumerate() {
+            beat(&mut c, &format!("w{i}"), *session, 1001).unwrap();
         }
         assert!(c.tick(1001).unwrap());
         assert_eq!(

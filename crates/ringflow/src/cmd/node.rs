@@ -130,3 +130,32 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy(file: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config").join(file)
+    }
+
+    #[test]
+    fn shipped_example_configs_parse_and_validate() {
+        let c: CoordinatorConfig = load_toml(&deploy("coordinator.toml")).expect("coordinator.toml");
+        c.validate().expect("valid coordinator config");
+        assert_eq!(c.partitions, 16384);
+        let w: WorkerConfig = load_toml(&deploy("worker.toml")).expect("worker.toml");
+        w.validate().expect("valid worker config");
+        assert_eq!(w.tls.name, "worker-1");
+    }
+
+    #[test]
+    fn config_mistakes_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, "cluster = \"x\"\npartitons = 8\n").unwrap();
+        let err = load_toml::<CoordinatorConfig>(&p).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("partitons"), "{err}");
+    }
+}
