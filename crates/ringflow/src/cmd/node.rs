@@ -136,12 +136,15 @@ mod tests {
     use super::*;
 
     fn deploy(file: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config").join(file)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/config")
+            .join(file)
     }
 
     #[test]
     fn shipped_example_configs_parse_and_validate() {
-        let c: CoordinatorConfig = load_toml(&deploy("coordinator.toml")).expect("coordinator.toml");
+        let c: CoordinatorConfig =
+            load_toml(&deploy("coordinator.toml")).expect("coordinator.toml");
         c.validate().expect("valid coordinator config");
         assert_eq!(c.partitions, 16384);
         let w: WorkerConfig = load_toml(&deploy("worker.toml")).expect("worker.toml");

@@ -1,0 +1,14 @@
+//! ringflow's distributed hash table.
+//!
+//! Keys map to Redis Cluster's 16384 slots (CRC16 with `{hash tags}`), slots to ring
+//! partitions; every partition's replicas keep versioned entries in a durable store
+//! (write-ahead log with group commit), so replicas converge and stale copies never win.
+
+pub mod error;
+pub mod slot;
+pub mod store;
+pub mod version;
+
+pub use error::DhtError;
+pub use slot::{key_slot, SlotMap, SLOTS};
+pub use version::{Entry, Hlc, Version};

@@ -1,0 +1,1 @@
+//! Durable partitioned store (being written).
