@@ -9,6 +9,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Build everything first so that test time is not spent compiling, then run every test.
-cargo build --workspace --all-targets --locked
+# The binary the integration tests spawn, built once up front.
+cargo build --workspace --bins --locked
+export RINGFLOW_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/ringflow"
 cargo test --workspace --locked "$@"
