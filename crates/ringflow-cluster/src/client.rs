@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use ringflow_net::{Connection, Endpoint, NetConfig, TlsIdentity};
-use ringflow_proto::{ClusterStatus, ControlMsg, NodeInfo, PeerRole};
+use ringflow_net::{Connection, Endpoint, FramedRecv, FramedSend, NetConfig, TlsIdentity};
+use ringflow_proto::{ClusterStatus, ClusterView, ControlMsg, NodeInfo, PeerRole};
 
 use crate::runtime::open_stream;
 use crate::worker::session_resolve;
@@ -62,6 +62,32 @@ impl ClusterClient {
                 crate::coordinator::variant_name(&other).into(),
             )),
         }
+    }
+
+    /// The current view (assignment and peer addresses), for routing.
+    pub async fn view(&self) -> Result<ClusterView, ClusterError> {
+        match self.request(&ControlMsg::ViewRequest).await? {
+            ControlMsg::View(v) => Ok(v),
+            ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
+        }
+    }
+
+    /// Opens a handshaken stream to a worker-hosted service on this connection.
+    pub async fn open_service(
+        &self,
+        service: &str,
+    ) -> Result<(FramedSend, FramedRecv), ClusterError> {
+        crate::runtime::open_service_stream(
+            &self.conn,
+            PeerRole::Client,
+            None,
+            &self.cluster,
+            service,
+        )
+        .await
     }
 
     /// The node's own description of itself.

@@ -42,6 +42,9 @@ pub enum ClusterError {
     /// An actor or task this operation needed is gone (the node is shutting down).
     #[error("node is shutting down")]
     ShuttingDown,
+    /// A data-plane service failed.
+    #[error("{0}")]
+    Service(String),
     /// The operation did not complete in time.
     #[error("timed out: {0}")]
     Timeout(String),

@@ -12,10 +12,13 @@ pub mod coordinator;
 pub mod error;
 mod persist;
 mod runtime;
+pub mod service;
 pub mod worker;
 
 pub use client::ClusterClient;
 pub use config::{CoordinatorConfig, TlsConfig, WorkerConfig};
 pub use coordinator::{CoordinatorCore, CoordinatorHandle};
 pub use error::ClusterError;
+pub use runtime::open_service_stream;
+pub use service::{LocalFuture, ServiceContext, ServiceFactory, WorkerService};
 pub use worker::{WorkerCore, WorkerHandle};

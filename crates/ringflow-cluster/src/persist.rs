@@ -52,7 +52,9 @@ impl StateFile {
 
     /// Replaces the state durably.
     pub(crate) fn save<T: Serialize>(&self, value: &T) -> Result<(), ClusterError> {
-        let tmp = self.path.with_extension("tmp");
+        let tmp = self
+            .path
+            .with_extension(format!("{}.tmp", std::process::id()));
         let ctx = |what: &str| format!("{what} {}", tmp.display());
         let bytes =
             serde_json::to_vec(value).map_err(|e| ClusterError::Unexpected(e.to_string()))?;
@@ -65,9 +67,9 @@ impl StateFile {
         fs::rename(&tmp, &self.path)
             .map_err(|e| ClusterError::io(format!("renaming to {}", self.path.display()), e))?;
         if let Some(dir) = self.path.parent() {
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| ClusterError::io(format!("syncing directory {}", dir.display()), e))?;
         }
         Ok(())
     }

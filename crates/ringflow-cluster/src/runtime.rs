@@ -102,8 +102,10 @@ pub(crate) async fn accept_loop<H: StreamHandler>(
                                 ringflow_net::CLOSE_PROTOCOL_VIOLATION,
                                 "protocol violation",
                             );
-                        } else {
+                        } else if matches!(&e, ClusterError::Net(n) if n.is_connection_lost()) {
                             tracing::debug!(%peer, error = %e, "stream ended");
+                        } else {
+                            tracing::warn!(%peer, error = %e, "stream failed");
                         }
                     }
                 });
@@ -141,15 +143,27 @@ async fn answer_hello(
     Ok((hello, send, recv))
 }
 
-/// Opens a stream on `conn` and performs the opener's side of the handshake.
+/// Opens a control-plane stream on `conn` and performs the opener's side of the handshake.
 pub(crate) async fn open_stream(
     conn: &Connection,
     role: PeerRole,
     node_id: Option<String>,
     cluster: &str,
 ) -> Result<(FramedSend, FramedRecv), ClusterError> {
+    open_service_stream(conn, role, node_id, cluster, "").await
+}
+
+/// Opens a stream for `service` (empty: the control plane) and handshakes.
+pub async fn open_service_stream(
+    conn: &Connection,
+    role: PeerRole,
+    node_id: Option<String>,
+    cluster: &str,
+    service: &str,
+) -> Result<(FramedSend, FramedRecv), ClusterError> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    send.send(&Hello::new(role, node_id, cluster)).await?;
+    send.send(&Hello::new(role, node_id, cluster).for_service(service))
+        .await?;
     let reply = tokio::time::timeout(Duration::from_secs(10), recv.recv::<HelloReply>())
         .await
         .map_err(|_| ClusterError::Timeout("no hello reply within 10 s".into()))??

@@ -34,6 +34,18 @@ pub enum DhtError {
         /// The limit.
         max: usize,
     },
+    /// A peer could not be reached or answered badly.
+    #[error("peer: {0}")]
+    Peer(String),
+    /// Not enough replicas answered: the operation is not acknowledged.
+    #[error("no quorum: {0}")]
+    Unavailable(String),
+    /// The cluster has no owner for a key's partition (no live workers).
+    #[error("partition {0} has no owner")]
+    NoOwner(u32),
+    /// The request was refused by the node.
+    #[error("refused: {0}")]
+    Refused(String),
     /// The store is closed (shutting down, or its writer failed).
     #[error("store closed: {0}")]
     Closed(String),

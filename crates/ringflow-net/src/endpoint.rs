@@ -318,6 +318,24 @@ impl Connection {
         self.peer_is_node
     }
 
+    /// True when the peer's certificate (already verified under the cluster CA by the TLS
+    /// handshake) is valid for the DNS name `name`: binds an identity such as a worker id
+    /// to the certificate that presents it.
+    pub fn peer_has_name(&self, name: &str) -> bool {
+        let Ok(server_name) = rustls::pki_types::ServerName::try_from(name.to_string()) else {
+            return false;
+        };
+        self.inner
+            .peer_identity()
+            .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .and_then(|chain| {
+                let ee = chain.first()?;
+                let parsed = rustls::server::ParsedCertificate::try_from(ee).ok()?;
+                Some(rustls::client::verify_server_name(&parsed, &server_name).is_ok())
+            })
+            .unwrap_or(false)
+    }
+
     /// An id unique among this process's live connections.
     pub fn stable_id(&self) -> usize {
         self.inner.stable_id()

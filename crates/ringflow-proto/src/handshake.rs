@@ -45,6 +45,10 @@ pub struct Hello {
     pub node_id: Option<String>,
     /// Name of the cluster the opener believes it talks to (guards against cross-wiring).
     pub cluster: String,
+    /// The service the stream is for: empty for the control plane, else a data-plane
+    /// service hosted by workers (e.g. `"dht"`).
+    #[serde(default)]
+    pub service: String,
 }
 
 /// Answer to a [`Hello`].
@@ -76,7 +80,14 @@ impl Hello {
             role,
             node_id,
             cluster: cluster.into(),
+            service: String::new(),
         }
+    }
+
+    /// The same hello, for a data-plane service's stream.
+    pub fn for_service(mut self, service: impl Into<String>) -> Self {
+        self.service = service.into();
+        self
     }
 
     /// Chooses the version to speak, given what the acceptor supports and its cluster name.

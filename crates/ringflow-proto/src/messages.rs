@@ -171,9 +171,11 @@ pub enum ErrorCode {
     Forbidden,
     /// Something failed inside the node.
     Internal,
-    /// The sender is not a live member (declared dead, left, unknown, or superseded
-    /// by a newer session): it must join again.
+    /// The sender is not a live member (declared dead, left, or unknown): it must join again.
     NotMember,
+    /// Another session has joined with the same worker id since: this one is stale and
+    /// must back off (the same worker is probably running twice).
+    Superseded,
 }
 
 /// An error answer.
@@ -199,6 +201,8 @@ pub enum ControlMsg {
     },
     /// Client → coordinator: report the cluster's status.
     StatusRequest,
+    /// Client → coordinator: send the current view (for routing requests to owners).
+    ViewRequest,
     /// Anyone → any node: describe yourself.
     NodeInfoRequest,
     /// Node → asker: what this node is and which table it acts on.

@@ -26,12 +26,43 @@ pub enum Command {
     Certs(CertsCommand),
     /// Show members, the ring's epoch and partitions without an owner.
     Status(StatusArgs),
+    /// Store a value in the DHT.
+    Put(PutArgs),
+    /// Read a value from the DHT (exit status 1 if the key does not exist).
+    Get(KeyArgs),
+    /// Delete a key from the DHT (prints how many keys were deleted).
+    Del(KeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
 }
 
 impl Command {
     /// Whether this is a short-lived client command (as opposed to a node).
     pub fn is_client(&self) -> bool {
-        matches!(self, Command::Certs(_) | Command::Status(_))
+        matches!(
+            self,
+            Command::Certs(_)
+                | Command::Status(_)
+                | Command::Put(_)
+                | Command::Get(_)
+                | Command::Del(_)
+        )
     }
 }
 

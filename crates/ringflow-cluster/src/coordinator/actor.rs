@@ -52,10 +52,14 @@ impl CoordinatorActor {
         millis_since(self.origin)
     }
 
-    /// Persists, then publishes: a table is never sent before it is on disk.
+    /// Persists, then publishes: a table is never sent before it is on disk. If it cannot
+    /// be persisted the coordinator stops (fail-stop): a restart recovers the last durable
+    /// state, rather than workers acting on a table the coordinator would forget.
     fn commit(&mut self) {
         if let Err(e) = self.state.save(&self.core.persisted()) {
-            tracing::error!(error = %e, "could not persist coordinator state");
+            tracing::error!(error = %e, "could not persist coordinator state: stopping");
+            actix::System::current().stop_with_code(1);
+            return;
         }
         let epoch = self.core.epoch();
         if epoch != self.published_epoch {
@@ -128,13 +132,13 @@ impl Handler<Beat> for CoordinatorActor {
 /// A worker leaves on purpose.
 #[derive(Message)]
 #[rtype(result = "Result<(), ErrorReply>")]
-pub(crate) struct Leave(pub WorkerId);
+pub(crate) struct Leave(pub WorkerId, pub u64);
 
 impl Handler<Leave> for CoordinatorActor {
     type Result = Result<(), ErrorReply>;
 
     fn handle(&mut self, msg: Leave, _: &mut Self::Context) -> Self::Result {
-        if self.core.on_leave(&msg.0)? {
+        if self.core.on_leave(&msg.0, msg.1)? {
             tracing::info!(member = %msg.0, epoch = self.core.epoch(), "worker left");
             self.commit();
         }

@@ -257,11 +257,19 @@ impl CoordinatorCore {
                 true
             }
         };
-        let rebalanced = if needs_rebalance {
+        let mut rebalanced = if needs_rebalance {
             self.rebalance().map_err(internal)?
         } else {
             false
         };
+        // A worker that acted on a newer epoch than this coordinator knows (its state was
+        // lost or restored from an old copy) must accept the coordinator's table: move the
+        // epoch past anything the worker has seen.
+        if req.known_epoch > self.assignment.epoch {
+            tracing::warn!(member = %req.id, known = req.known_epoch, epoch = self.assignment.epoch, "worker knows a newer epoch: moving past it");
+            self.assignment.epoch = req.known_epoch + 1;
+            rebalanced = true;
+        }
         Ok(JoinOutcome {
             session,
             changed: rebalanced || membership_changed,
@@ -283,8 +291,11 @@ impl CoordinatorCore {
         let Some(m) = self.members.get_mut(&hb.id) else {
             return Err(not_member(&hb.id));
         };
-        if !m.is_live() || m.session != session {
+        if !m.is_live() {
             return Err(not_member(&hb.id));
+        }
+        if m.session != session {
+            return Err(superseded(&hb.id));
         }
         m.last_seen = Some(now);
         m.member_epoch = hb.epoch;
@@ -292,11 +303,14 @@ impl CoordinatorCore {
         Ok((HeartbeatAck { seq: hb.seq, epoch }, hb.epoch < epoch))
     }
 
-    /// A worker leaves on purpose. Returns whether anything changed.
-    pub fn on_leave(&mut self, id: &WorkerId) -> Result<bool, ErrorReply> {
+    /// A worker leaves on purpose, from its current session. Returns whether anything changed.
+    pub fn on_leave(&mut self, id: &WorkerId, session: u64) -> Result<bool, ErrorReply> {
         let Some(m) = self.members.get_mut(id) else {
             return Err(not_member(id));
         };
+        if m.is_live() && m.session != session {
+            return Err(superseded(id));
+        }
         if m.state == MemberState::Left {
             return Ok(false);
         }
@@ -377,6 +391,13 @@ fn not_member(id: &WorkerId) -> ErrorReply {
     ErrorReply {
         code: ErrorCode::NotMember,
         message: format!("{id} is not a live member: join again"),
+    }
+}
+
+fn superseded(id: &WorkerId) -> ErrorReply {
+    ErrorReply {
+        code: ErrorCode::Superseded,
+        message: format!("another session has joined as {id}: is the same worker running twice?"),
     }
 }
 
@@ -507,7 +528,10 @@ mod tests {
             !again.changed,
             "a rejoin of a live member with the same address changes nothing"
         );
-        assert!(beat(&mut c, "w0", s[0], 6).is_err());
+        assert_eq!(
+            beat(&mut c, "w0", s[0], 6).unwrap_err().code,
+            ErrorCode::Superseded
+        );
         assert!(beat(&mut c, "w0", again.session, 6).is_ok());
     }
 
@@ -515,10 +539,15 @@ mod tests {
     fn leave_moves_partitions_at_once() {
         let (mut c, _) = cluster_of(4);
         let epoch = c.epoch();
-        assert!(c.on_leave(&"w1".into()).unwrap());
+        let session = c.members.get(&"w1".into()).unwrap().session;
+        assert_eq!(
+            c.on_leave(&"w1".into(), session + 100).unwrap_err().code,
+            ErrorCode::Superseded
+        );
+        assert!(c.on_leave(&"w1".into(), session).unwrap());
         assert!(c.epoch() > epoch);
         assert!(c.assignment().partitions_of(&"w1".into()).is_empty());
-        assert!(!c.on_leave(&"w1".into()).unwrap());
+        assert!(!c.on_leave(&"w1".into(), session).unwrap());
     }
 
     #[test]
@@ -566,6 +595,16 @@ mod tests {
             r.members.get(&"w2".into()).unwrap().state,
             MemberState::Dead
         );
+    }
+
+    #[test]
+    fn a_worker_ahead_of_the_coordinator_moves_the_epoch_past_it() {
+        let (c, _) = cluster_of(3);
+        let mut r = CoordinatorCore::new("c", ring(), T, Some(c.persisted()), 0).unwrap();
+        let ahead = c.epoch() + 5;
+        let out = r.on_join(&join("w0", ahead), 10).unwrap();
+        assert!(out.changed);
+        assert!(r.epoch() > ahead, "epoch {} must pass {ahead}", r.epoch());
     }
 
     #[test]

@@ -157,7 +157,7 @@ impl StreamHandler for CoordinatorStreams {
                     .await?;
                     return Ok(());
                 }
-                self.worker_session(send, recv).await
+                self.worker_session(&conn, send, recv).await
             }
             PeerRole::Client | PeerRole::Coordinator => self.client_session(send, recv).await,
         }
@@ -185,6 +185,7 @@ impl CoordinatorStreams {
         while let Some(msg) = recv.recv::<ControlMsg>().await? {
             let reply = match msg {
                 ControlMsg::StatusRequest => ControlMsg::Status(self.ask(GetStatus).await?),
+                ControlMsg::ViewRequest => ControlMsg::View((**self.views.borrow()).clone()),
                 ControlMsg::NodeInfoRequest => {
                     let s = self.ask(GetStatus).await?;
                     ControlMsg::NodeInfo(NodeInfo {
@@ -209,6 +210,7 @@ impl CoordinatorStreams {
 
     async fn worker_session(
         &self,
+        conn: &Connection,
         mut send: FramedSend,
         recv: FramedRecv,
     ) -> Result<(), ClusterError> {
@@ -229,11 +231,20 @@ impl CoordinatorStreams {
                     };
                     match msg {
                         ControlMsg::Join(req) => {
+                            if !conn.peer_has_name(&req.id.0) {
+                                send.send(&error_msg(
+                                    ErrorCode::Forbidden,
+                                    format!("worker id {:?} is not a name in the certificate this worker presented", req.id.0),
+                                ))
+                                .await?;
+                                continue;
+                            }
                             let id = req.id.clone();
                             match self.ask(Join(req)).await? {
                                 Ok((welcome, s)) => {
+                                    // A view published meanwhile is sent again below; the
+                                    // worker treats a repeat as a refresh.
                                     session = Some((id, s));
-                                    views.mark_unchanged();
                                     send.send(&ControlMsg::Welcome(welcome)).await?;
                                 }
                                 Err(e) => send.send(&ControlMsg::Error(e)).await?,
@@ -260,12 +271,11 @@ impl CoordinatorStreams {
                             }
                         }
                         ControlMsg::Leave { id } => {
-                            let allowed = session.as_ref().is_some_and(|(sid, _)| *sid == id);
-                            if !allowed {
+                            let Some(generation) = session.as_ref().filter(|(sid, _)| *sid == id).map(|(_, g)| *g) else {
                                 send.send(&error_msg(ErrorCode::Forbidden, "a worker can only leave for itself")).await?;
                                 continue;
-                            }
-                            match self.ask(Leave(id)).await? {
+                            };
+                            match self.ask(Leave(id, generation)).await? {
                                 Ok(()) => send.send(&ControlMsg::Bye).await?,
                                 Err(e) => send.send(&ControlMsg::Error(e)).await?,
                             }
@@ -301,6 +311,7 @@ pub fn variant_name(m: &ControlMsg) -> &'static str {
         ControlMsg::Heartbeat(_) => "Heartbeat",
         ControlMsg::Leave { .. } => "Leave",
         ControlMsg::StatusRequest => "StatusRequest",
+        ControlMsg::ViewRequest => "ViewRequest",
         ControlMsg::NodeInfoRequest => "NodeInfoRequest",
         ControlMsg::NodeInfo(_) => "NodeInfo",
         ControlMsg::Welcome(_) => "Welcome",

@@ -2,21 +2,24 @@
 //! views, reconnection with backoff, leave on shutdown), the worker's own listener, and
 //! the handle that starts and stops it all.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use ringflow_net::{Connection, Endpoint, FramedRecv, FramedSend, NetConfig, TlsIdentity};
-use ringflow_proto::{ControlMsg, ErrorCode, Heartbeat, Hello, JoinRequest, PeerRole};
+use ringflow_proto::{ClusterView, ControlMsg, ErrorCode, Heartbeat, Hello, JoinRequest, PeerRole};
 use ringflow_ring::WorkerId;
 use tokio::sync::watch;
 
 use super::actor::{ApplyView, CurrentEpoch, GetInfo, SetConnected, WorkerActor};
-use super::core::WorkerCore;
+use super::core::{ViewChange, WorkerCore};
 use crate::runtime::{
     accept_loop, error_msg, on_arbiter, open_stream, spawn_reader, StreamHandler,
 };
+use crate::service::{ServiceContext, ServiceFactory, WorkerService};
 use crate::{ClusterError, WorkerConfig};
 
 /// A running worker.
@@ -35,6 +38,14 @@ impl WorkerHandle {
     /// control session (which joins the coordinator and keeps retrying until it can).
     /// Must be called inside an actix System.
     pub async fn start(cfg: WorkerConfig) -> Result<Self, ClusterError> {
+        Self::start_with(cfg, Vec::new()).await
+    }
+
+    /// Like [`WorkerHandle::start`], hosting the data-plane services that `services` build.
+    pub async fn start_with(
+        cfg: WorkerConfig,
+        services: Vec<ServiceFactory>,
+    ) -> Result<Self, ClusterError> {
         cfg.validate()?;
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
             ClusterError::io(
@@ -60,8 +71,21 @@ impl WorkerHandle {
         let local_addr = on_arbiter(&net.handle(), move || async move {
             let endpoint = Endpoint::bind(listen, &identity, &net_cfg)?;
             let local = endpoint.local_addr()?;
+            let (views_tx, views_rx) = watch::channel(None);
+            let mut hosted: HashMap<String, Rc<dyn WorkerService>> = HashMap::new();
+            for factory in services {
+                let service = factory(ServiceContext {
+                    worker_id: WorkerId(cfg2.id.clone()),
+                    cluster: cfg2.cluster.clone(),
+                    endpoint: endpoint.clone(),
+                    views: views_rx.clone(),
+                    data_dir: cfg2.data_dir.clone(),
+                })?;
+                hosted.insert(service.name().to_string(), service);
+            }
             let handler = Rc::new(WorkerStreams {
                 actor: actor.clone(),
+                services: hosted,
             });
             let advertise = cfg2.advertise.clone().unwrap_or_else(|| local.to_string());
             let session = ControlSession {
@@ -70,6 +94,7 @@ impl WorkerHandle {
                 advertise,
                 endpoint: endpoint.clone(),
                 actor,
+                views: views_tx,
             };
             actix_rt::spawn(async move {
                 session.run(session_rx).await;
@@ -131,16 +156,28 @@ impl WorkerHandle {
 
 struct WorkerStreams {
     actor: Addr<WorkerActor>,
+    services: HashMap<String, Rc<dyn WorkerService>>,
 }
 
 impl StreamHandler for WorkerStreams {
     async fn handle(
         self: Rc<Self>,
-        _conn: Connection,
-        _hello: Hello,
+        conn: Connection,
+        hello: Hello,
         mut send: FramedSend,
         mut recv: FramedRecv,
     ) -> Result<(), ClusterError> {
+        if !hello.service.is_empty() {
+            let Some(service) = self.services.get(&hello.service).cloned() else {
+                send.send(&error_msg(
+                    ErrorCode::BadRequest,
+                    format!("this worker hosts no service {:?}", hello.service),
+                ))
+                .await?;
+                return Ok(());
+            };
+            return service.serve(conn, hello, send, recv).await;
+        }
         while let Some(msg) = recv.recv::<ControlMsg>().await? {
             let reply = match msg {
                 ControlMsg::NodeInfoRequest => ControlMsg::NodeInfo(
@@ -174,9 +211,24 @@ struct ControlSession {
     advertise: String,
     endpoint: Endpoint,
     actor: Addr<WorkerActor>,
+    views: watch::Sender<Option<Arc<ClusterView>>>,
 }
 
 impl ControlSession {
+    /// Hands a view to the actor and, if it is acted on, to the hosted services.
+    async fn apply(&self, view: ClusterView) -> Result<(), ClusterError> {
+        let shared = Arc::new(view.clone());
+        let change = self
+            .actor
+            .send(ApplyView(view))
+            .await
+            .map_err(|_| ClusterError::ShuttingDown)?;
+        if !matches!(change, ViewChange::Stale { .. }) {
+            self.views.send_replace(Some(shared));
+        }
+        Ok(())
+    }
+
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -262,19 +314,22 @@ impl ControlSession {
                             ticker = tokio::time::interval(heartbeat);
                             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                             tracing::info!(coordinator = %target, epoch = w.view.epoch(), "joined the cluster");
-                            self.actor.send(ApplyView(w.view)).await.map_err(|_| ClusterError::ShuttingDown)?;
+                            self.apply(w.view).await?;
                             self.actor.do_send(SetConnected(true));
                         }
-                        ControlMsg::View(v) => {
-                            self.actor.send(ApplyView(v)).await.map_err(|_| ClusterError::ShuttingDown)?;
-                        }
+                        ControlMsg::View(v) => self.apply(v).await?,
                         ControlMsg::HeartbeatAck(_) => {}
                         ControlMsg::Error(e) if e.code == ErrorCode::NotMember => {
                             tracing::warn!(reason = %e.message, "coordinator no longer counts this worker: joining again");
                             joined = false;
                             send.send(&self.join_request().await?).await?;
                         }
+                        ControlMsg::Error(e) if e.code == ErrorCode::Superseded => {
+                            tracing::error!(reason = %e.message, "this worker's session was superseded");
+                            return Err(ClusterError::Refused(e.message));
+                        }
                         ControlMsg::Error(e) if !joined => {
+                            tracing::error!(code = ?e.code, reason = %e.message, "the coordinator refused this worker");
                             return Err(ClusterError::Refused(e.message));
                         }
                         ControlMsg::Error(e) => tracing::warn!(code = ?e.code, reason = %e.message, "coordinator reported an error"),

@@ -1,6 +1,7 @@
 //! `ringflow local`: a coordinator and N workers as real processes on loopback, with an
 //! ephemeral CA generated for the occasion, until Ctrl-C.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -24,13 +25,19 @@ impl Proc {
         let out =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
-        let child = Command::new(exe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        let mut cmd = Command::new(exe);
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        // Own process group: a terminal's Ctrl-C reaches only `local`, which then stops the
+        // workers before the coordinator. And if `local` dies, the kernel sends SIGTERM.
+        cmd.process_group(0);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         Ok(Self {
             name: name.to_string(),
             child,
@@ -62,6 +69,15 @@ impl Proc {
         );
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -127,7 +143,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
 
     actix_rt::System::new().block_on(async move {
         let mut procs: Vec<Proc> = Vec::new();
-        let result = async {
+        let signal = super::shutdown_signal();
+        tokio::pin!(signal);
+        let startup = async {
             let addr_file = dir.join("coordinator.addr");
             let _ = std::fs::remove_file(&addr_file);
             let mut args = vec![
@@ -216,8 +234,11 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
             );
             println!("try `ringflow status` in another terminal; Ctrl-C stops the cluster");
             Ok::<_, anyhow::Error>(())
-        }
-        .await;
+        };
+        let result = tokio::select! {
+            r = startup => r,
+            _ = &mut signal => Err(anyhow::anyhow!("interrupted during start-up")),
+        };
         if let Err(e) = result {
             for p in procs.iter_mut().rev() {
                 p.terminate();
@@ -225,8 +246,6 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
             }
             return Err(e);
         }
-        let signal = super::shutdown_signal();
-        tokio::pin!(signal);
         let mut reported = vec![false; procs.len()];
         loop {
             tokio::select! {

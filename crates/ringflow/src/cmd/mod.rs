@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod certs;
+mod dht;
 mod local;
 mod node;
 mod status;
@@ -17,6 +18,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(a) => node::worker(a),
         Command::Certs(c) => certs::run(c),
         Command::Status(a) => status::run(a),
+        Command::Put(a) => dht::put(a),
+        Command::Get(a) => dht::get(a),
+        Command::Del(a) => dht::del(a),
     }
 }
 

@@ -122,7 +122,8 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
 pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
     let cfg = worker_config(&a)?;
     actix_rt::System::new().block_on(async move {
-        let handle = WorkerHandle::start(cfg).await?;
+        let services = vec![ringflow_dht::service(ringflow_dht::DhtConfig::default())];
+        let handle = WorkerHandle::start_with(cfg, services).await?;
         write_addr_file(a.addr_file.as_deref(), handle.local_addr())?;
         super::shutdown_signal().await;
         handle.shutdown().await?;

@@ -1,0 +1,259 @@
+//! The Rust client of the DHT: routes each key to its partition's primary, in batches,
+//! following redirects with a refreshed view.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ringflow_cluster::ClusterClient;
+use ringflow_net::{Endpoint, NetConfig, TlsIdentity};
+use ringflow_proto::{ClusterView, PeerRole};
+use ringflow_ring::PartitionId;
+
+use crate::pool::StreamPool;
+use crate::wire::{DhtRequest, DhtResponse};
+use crate::{DhtError, SlotMap};
+
+/// Attempts per batch before giving up on redirects or unreachable primaries.
+const ATTEMPTS: usize = 8;
+
+/// A DHT client connected to a cluster.
+pub struct DhtClient {
+    coordinator: ClusterClient,
+    view: Mutex<Arc<ClusterView>>,
+    pool: StreamPool,
+}
+
+impl DhtClient {
+    /// Connects to the coordinator at `coordinator` and fetches the view.
+    pub async fn connect(
+        coordinator: &str,
+        identity: &TlsIdentity,
+        cluster: &str,
+    ) -> Result<Self, DhtError> {
+        let cc = ClusterClient::connect(coordinator, identity, cluster)
+            .await
+            .map_err(|e| DhtError::Peer(e.to_string()))?;
+        let view = cc.view().await.map_err(|e| DhtError::Peer(e.to_string()))?;
+        let endpoint = Endpoint::client(identity, &NetConfig::default())
+            .map_err(|e| DhtError::Peer(e.to_string()))?;
+        Ok(Self {
+            coordinator: cc,
+            view: Mutex::new(Arc::new(view)),
+            pool: StreamPool::new(
+                endpoint,
+                PeerRole::Client,
+                None,
+                cluster.to_string(),
+                Duration::from_secs(15),
+            ),
+        })
+    }
+
+    fn current(&self) -> Arc<ClusterView> {
+        match self.view.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    async fn refresh(&self) -> Result<(), DhtError> {
+        let v = self
+            .coordinator
+            .view()
+            .await
+            .map_err(|e| DhtError::Peer(e.to_string()))?;
+        if let Ok(mut cur) = self.view.lock() {
+            if v.epoch() >= cur.epoch() {
+                *cur = Arc::new(v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Groups key indexes by partition.
+    fn by_partition(&self, keys: &[&[u8]]) -> Result<BTreeMap<u32, Vec<usize>>, DhtError> {
+        let view = self.current();
+        let slots = SlotMap::new(view.assignment.config.partitions)?;
+        let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            groups
+                .entry(slots.partition_of_key(k).0)
+                .or_default()
+                .push(i);
+        }
+        Ok(groups)
+    }
+
+    fn primary_addr(view: &ClusterView, partition: u32) -> Result<SocketAddr, DhtError> {
+        let id = view
+            .assignment
+            .primary(PartitionId(partition))
+            .ok_or(DhtError::NoOwner(partition))?;
+        let peer = view
+            .peers
+            .iter()
+            .find(|p| &p.id == id)
+            .ok_or_else(|| DhtError::Peer(format!("no address for {id}")))?;
+        peer.addr
+            .parse()
+            .map_err(|_| DhtError::Peer(format!("bad address {:?} for {id}", peer.addr)))
+    }
+
+    /// Sends one partition's request to its primary, following redirects.
+    async fn route(
+        &self,
+        partition: u32,
+        make: impl Fn(u64) -> DhtRequest,
+    ) -> Result<DhtResponse, DhtError> {
+        let mut last = DhtError::NoOwner(partition);
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50 * (1 << attempt.min(5)))).await;
+                if let Err(e) = self.refresh().await {
+                    last = e;
+                    continue;
+                }
+            }
+            let view = self.current();
+            let addr = match Self::primary_addr(&view, partition) {
+                Ok(a) => a,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match self.pool.call(addr, &make(view.epoch())).await {
+                Ok(DhtResponse::Moved { .. }) => {
+                    last = DhtError::Peer(format!("partition {partition} moved"))
+                }
+                Ok(DhtResponse::Unavailable { reason }) => {
+                    return Err(DhtError::Unavailable(reason))
+                }
+                Ok(DhtResponse::Error { message }) => return Err(DhtError::Refused(message)),
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Stores `value` under `key` (acknowledged once a write quorum has it durably).
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), DhtError> {
+        self.put_many([(key.as_ref().to_vec(), value.as_ref().to_vec())])
+            .await
+    }
+
+    /// The value under `key`, if any (read from a quorum).
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, DhtError> {
+        let mut v = self.get_many([key.as_ref().to_vec()]).await?;
+        Ok(v.pop().flatten())
+    }
+
+    /// Deletes `key`; whether it held a value.
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, DhtError> {
+        Ok(self.delete_many([key.as_ref().to_vec()]).await? > 0)
+    }
+
+    /// Stores many pairs, one request per partition.
+    pub async fn put_many<K, V>(
+        &self,
+        items: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), DhtError>
+    where
+        K: Into<Vec<u8>>,
+        V: Into<Vec<u8>>,
+    {
+        let items: Vec<(Vec<u8>, Option<Vec<u8>>)> = items
+            .into_iter()
+            .map(|(k, v)| (k.into(), Some(v.into())))
+            .collect();
+        self.write(items).await.map(|_| ())
+    }
+
+    /// Deletes many keys; how many held a value.
+    pub async fn delete_many<K: Into<Vec<u8>>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<usize, DhtError> {
+        let items: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            keys.into_iter().map(|k| (k.into(), None)).collect();
+        Ok(self.write(items).await?.into_iter().filter(|e| *e).count())
+    }
+
+    async fn write(&self, items: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Vec<bool>, DhtError> {
+        let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_slice()).collect();
+        let groups = self.by_partition(&keys)?;
+        let mut existed = vec![false; items.len()];
+        for (partition, idx) in groups {
+            let batch: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                idx.iter().map(|&i| items[i].clone()).collect();
+            let resp = self
+                .route(partition, |epoch| DhtRequest::Put {
+                    epoch,
+                    partition,
+                    items: batch.clone(),
+                })
+                .await?;
+            match resp {
+                DhtResponse::Written { existed: e } if e.len() == idx.len() => {
+                    for (&i, x) in idx.iter().zip(e) {
+                        existed[i] = x;
+                    }
+                }
+                other => {
+                    return Err(DhtError::Peer(format!(
+                        "unexpected answer to a write: {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(existed)
+    }
+
+    /// Reads many keys, one request per partition; values in the order of `keys`.
+    pub async fn get_many<K: Into<Vec<u8>>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<Option<Vec<u8>>>, DhtError> {
+        let keys: Vec<Vec<u8>> = keys.into_iter().map(Into::into).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let groups = self.by_partition(&refs)?;
+        let mut out = vec![None; keys.len()];
+        for (partition, idx) in groups {
+            let batch: Vec<Vec<u8>> = idx.iter().map(|&i| keys[i].clone()).collect();
+            let resp = self
+                .route(partition, |epoch| DhtRequest::Get {
+                    epoch,
+                    partition,
+                    keys: batch.clone(),
+                })
+                .await?;
+            match resp {
+                DhtResponse::Values { values } if values.len() == idx.len() => {
+                    for (&i, v) in idx.iter().zip(values) {
+                        out[i] = v;
+                    }
+                }
+                other => {
+                    return Err(DhtError::Peer(format!(
+                        "unexpected answer to a read: {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes connections.
+    pub async fn close(self) {
+        self.pool.close();
+        self.pool.endpoint().shutdown().await;
+        self.coordinator.close().await;
+    }
+}

@@ -1,0 +1,485 @@
+//! The DHT service a worker hosts: primary-coordinated, quorum-replicated reads and writes
+//! over the worker's durable store.
+//!
+//! The primary of a key's partition (first of its replica set in the worker's view) assigns
+//! the write's version (hybrid logical clock), stores it durably and replicates it to the
+//! other owners, acknowledging once a majority of the replica set has it on disk. Reads ask a
+//! majority, return the highest version, and repair replicas that were behind.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ringflow_cluster::{ClusterError, LocalFuture, ServiceContext, ServiceFactory, WorkerService};
+use ringflow_net::{Connection, FramedRecv, FramedSend};
+use ringflow_proto::{ClusterView, Hello, PeerRole};
+use ringflow_ring::{PartitionId, WorkerId};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::pool::StreamPool;
+use crate::store::{Store, StoreOptions, Write};
+use crate::wire::{DhtRequest, DhtResponse, SERVICE};
+use crate::{DhtError, Entry, Hlc};
+
+/// Configuration of a worker's DHT service.
+#[derive(Clone, Debug)]
+pub struct DhtConfig {
+    /// Largest key, in bytes.
+    pub max_key: usize,
+    /// Largest value, in bytes.
+    pub max_value: usize,
+    /// How long the primary waits for replicas before answering `Unavailable`.
+    pub replica_timeout: Duration,
+    /// fsync every acknowledged write (only benchmarks turn this off).
+    pub sync: bool,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            max_key: 64 * 1024,
+            max_value: 64 * 1024 * 1024,
+            replica_timeout: Duration::from_secs(5),
+            sync: true,
+        }
+    }
+}
+
+/// A factory for [`ringflow_cluster::WorkerHandle::start_with`].
+pub fn service(cfg: DhtConfig) -> ServiceFactory {
+    Box::new(move |ctx: ServiceContext| {
+        let dir = ctx.data_dir.join("dht");
+        let store = Store::open(StoreOptions {
+            max_key: cfg.max_key,
+            max_value: cfg.max_value,
+            sync: cfg.sync,
+            ..StoreOptions::new(dir)
+        })
+        .map_err(|e| ClusterError::Service(format!("opening the DHT store: {e}")))?;
+        let node = node_number(&ctx.worker_id);
+        let peers = StreamPool::new(
+            ctx.endpoint.clone(),
+            PeerRole::Worker,
+            Some(ctx.worker_id.0.clone()),
+            ctx.cluster.clone(),
+            cfg.replica_timeout,
+        );
+        Ok(Rc::new(DhtService {
+            me: ctx.worker_id,
+            store: Arc::new(store),
+            views: ctx.views,
+            peers: Rc::new(peers),
+            hlc: RefCell::new(Hlc::new(node)),
+            cfg,
+        }) as Rc<dyn WorkerService>)
+    })
+}
+
+/// A stable node number for version tie-breaking.
+pub fn node_number(id: &WorkerId) -> u32 {
+    xxhash_rust::xxh3::xxh3_64(id.0.as_bytes()) as u32
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The DHT service.
+pub struct DhtService {
+    me: WorkerId,
+    store: Arc<Store>,
+    views: watch::Receiver<Option<Arc<ClusterView>>>,
+    peers: Rc<StreamPool>,
+    hlc: RefCell<Hlc>,
+    cfg: DhtConfig,
+}
+
+/// Where a partition's replicas are, in this node's view.
+struct Placement {
+    epoch: u64,
+    primary: Option<WorkerId>,
+    others: Vec<SocketAddr>,
+    size: usize,
+}
+
+impl DhtService {
+    fn placement(&self, partition: u32) -> Option<Placement> {
+        let view = self.views.borrow().clone()?;
+        let p = PartitionId(partition);
+        if partition >= view.assignment.config.partitions {
+            return None;
+        }
+        let replicas: Vec<WorkerId> = view.assignment.replicas(p).into_iter().cloned().collect();
+        let addr_of = |id: &WorkerId| {
+            view.peers
+                .iter()
+                .find(|peer| &peer.id == id)
+                .and_then(|peer| peer.addr.parse::<SocketAddr>().ok())
+        };
+        Some(Placement {
+            epoch: view.epoch(),
+            primary: replicas.first().cloned(),
+            others: replicas
+                .iter()
+                .filter(|id| **id != self.me)
+                .filter_map(addr_of)
+                .collect(),
+            size: replicas.len(),
+        })
+    }
+
+    fn moved(&self, partition: u32) -> DhtResponse {
+        let view = self.views.borrow().clone();
+        let (epoch, primary) = match &view {
+            Some(v) => {
+                let primary = v
+                    .assignment
+                    .primary(PartitionId(partition))
+                    .and_then(|id| v.peers.iter().find(|p| &p.id == id).map(|p| p.addr.clone()));
+                (v.epoch(), primary)
+            }
+            None => (0, None),
+        };
+        DhtResponse::Moved {
+            partition,
+            epoch,
+            primary,
+        }
+    }
+
+    fn check_sizes<'a>(
+        &self,
+        keys: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<(), DhtError> {
+        for (k, v) in keys {
+            if k.len() > self.cfg.max_key {
+                return Err(DhtError::TooLarge {
+                    what: "key",
+                    len: k.len(),
+                    max: self.cfg.max_key,
+                });
+            }
+            if let Some(v) = v {
+                if v.len() > self.cfg.max_value {
+                    return Err(DhtError::TooLarge {
+                        what: "value",
+                        len: v.len(),
+                        max: self.cfg.max_value,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn store_write(&self, writes: Vec<Write>) -> Result<Vec<bool>, DhtError> {
+        let (tx, rx) = oneshot::channel();
+        self.store.write_async(
+            writes,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await
+            .map_err(|_| DhtError::Closed("store writer stopped".into()))?
+    }
+
+    async fn put(&self, partition: u32, items: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> DhtResponse {
+        let Some(place) = self.placement(partition) else {
+            return self.moved(partition);
+        };
+        if place.primary.as_ref() != Some(&self.me) {
+            return self.moved(partition);
+        }
+        if let Err(e) = self.check_sizes(items.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))) {
+            return DhtResponse::Error {
+                message: e.to_string(),
+            };
+        }
+        let p = PartitionId(partition);
+        let mut existed = Vec::with_capacity(items.len());
+        let mut writes = Vec::with_capacity(items.len());
+        let now = now_ms();
+        {
+            let mut hlc = self.hlc.borrow_mut();
+            for (key, value) in items {
+                let current = self.store.get(p, &key);
+                existed.push(current.as_ref().is_some_and(|e| e.value.is_some()));
+                if let Some(c) = &current {
+                    hlc.observe(c.version);
+                }
+                let entry = Entry {
+                    version: hlc.tick(now),
+                    value,
+                };
+                writes.push(Write {
+                    partition: p,
+                    key,
+                    entry,
+                });
+            }
+        }
+        let replicated: Vec<(Vec<u8>, Entry)> = writes
+            .iter()
+            .map(|w| (w.key.clone(), w.entry.clone()))
+            .collect();
+        let needed = place.size / 2 + 1;
+        let (tx, mut rx) = mpsc::channel::<bool>(place.others.len().max(1));
+        let req = Rc::new(DhtRequest::Replicate {
+            partition,
+            writes: replicated,
+        });
+        for addr in place.others {
+            let (peers, req, tx) = (self.peers.clone(), req.clone(), tx.clone());
+            tokio::task::spawn_local(async move {
+                let ok = matches!(peers.call(addr, &req).await, Ok(DhtResponse::Replicated));
+                if !ok {
+                    tracing::warn!(%addr, partition, "replica did not store a write");
+                }
+                let _ = tx.send(ok).await;
+            });
+        }
+        drop(tx);
+        if let Err(e) = self.store_write(writes).await {
+            return DhtResponse::Unavailable {
+                reason: format!("local store failed: {e}"),
+            };
+        }
+        let mut acks = 1;
+        let deadline = tokio::time::sleep(self.cfg.replica_timeout);
+        tokio::pin!(deadline);
+        while acks < needed {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(true) => acks += 1,
+                    Some(false) => {}
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        if acks < needed {
+            return DhtResponse::Unavailable {
+                reason: format!(
+                    "{acks} of {} replicas stored the write, {needed} needed",
+                    place.size
+                ),
+            };
+        }
+        let _ = place.epoch;
+        DhtResponse::Written { existed }
+    }
+
+    async fn get(&self, partition: u32, keys: Vec<Vec<u8>>) -> DhtResponse {
+        let Some(place) = self.placement(partition) else {
+            return self.moved(partition);
+        };
+        if place.primary.as_ref() != Some(&self.me) {
+            return self.moved(partition);
+        }
+        let p = PartitionId(partition);
+        let mut best: Vec<Option<Entry>> = keys.iter().map(|k| self.store.get(p, k)).collect();
+        let needed = place.size / 2 + 1;
+        if needed > 1 {
+            let (tx, mut rx) = mpsc::channel::<(SocketAddr, Option<Vec<Option<Entry>>>)>(
+                place.others.len().max(1),
+            );
+            let req = Rc::new(DhtRequest::ReadReplica {
+                partition,
+                keys: keys.clone(),
+            });
+            for addr in place.others.iter().copied() {
+                let (peers, req, tx) = (self.peers.clone(), req.clone(), tx.clone());
+                tokio::task::spawn_local(async move {
+                    let r = match peers.call(addr, &req).await {
+                        Ok(DhtResponse::Entries { entries }) => Some(entries),
+                        _ => None,
+                    };
+                    let _ = tx.send((addr, r)).await;
+                });
+            }
+            drop(tx);
+            let mut answers: Vec<(SocketAddr, Vec<Option<Entry>>)> = Vec::new();
+            let deadline = tokio::time::sleep(self.cfg.replica_timeout);
+            tokio::pin!(deadline);
+            while 1 + answers.len() < needed {
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Some((addr, Some(entries))) if entries.len() == keys.len() => answers.push((addr, entries)),
+                        Some(_) => {}
+                        None => break,
+                    },
+                    _ = &mut deadline => break,
+                }
+            }
+            if 1 + answers.len() < needed {
+                return DhtResponse::Unavailable {
+                    reason: format!(
+                        "{} of {} replicas answered, {needed} needed",
+                        1 + answers.len(),
+                        place.size
+                    ),
+                };
+            }
+            for (_, entries) in &answers {
+                for (b, e) in best.iter_mut().zip(entries) {
+                    if let Some(e) = e {
+                        if e.supersedes(b.as_ref()) {
+                            *b = Some(e.clone());
+                        }
+                    }
+                }
+            }
+            self.read_repair(partition, &keys, &best, &answers);
+        }
+        DhtResponse::Values {
+            values: best.into_iter().map(|e| e.and_then(|e| e.value)).collect(),
+        }
+    }
+
+    /// Sends the winning entries to replicas (and this node) that were behind.
+    fn read_repair(
+        &self,
+        partition: u32,
+        keys: &[Vec<u8>],
+        best: &[Option<Entry>],
+        answers: &[(SocketAddr, Vec<Option<Entry>>)],
+    ) {
+        let p = PartitionId(partition);
+        let behind = |have: Option<&Entry>, want: &Option<Entry>| match want {
+            Some(w) => w.supersedes(have),
+            None => false,
+        };
+        let local: Vec<Write> = keys
+            .iter()
+            .zip(best)
+            .filter(|(k, b)| behind(self.store.get(p, k).as_ref(), b))
+            .filter_map(|(k, b)| {
+                b.clone().map(|entry| Write {
+                    partition: p,
+                    key: k.clone(),
+                    entry,
+                })
+            })
+            .collect();
+        if !local.is_empty() {
+            self.store.write_async(local, Box::new(|_| {}));
+        }
+        for (addr, entries) in answers {
+            let writes: Vec<(Vec<u8>, Entry)> = keys
+                .iter()
+                .zip(best.iter().zip(entries))
+                .filter(|(_, (b, have))| behind(have.as_ref(), b))
+                .filter_map(|(k, (b, _))| b.clone().map(|e| (k.clone(), e)))
+                .collect();
+            if writes.is_empty() {
+                continue;
+            }
+            let (peers, addr) = (self.peers.clone(), *addr);
+            tokio::task::spawn_local(async move {
+                let req = DhtRequest::Replicate { partition, writes };
+                if let Err(e) = peers.call(addr, &req).await {
+                    tracing::debug!(%addr, error = %e, "read repair failed");
+                }
+            });
+        }
+    }
+
+    async fn replicate(&self, partition: u32, writes: Vec<(Vec<u8>, Entry)>) -> DhtResponse {
+        if let Err(e) = self.check_sizes(
+            writes
+                .iter()
+                .map(|(k, e)| (k.as_slice(), e.value.as_deref())),
+        ) {
+            return DhtResponse::Error {
+                message: e.to_string(),
+            };
+        }
+        let p = PartitionId(partition);
+        {
+            let mut hlc = self.hlc.borrow_mut();
+            for (_, e) in &writes {
+                hlc.observe(e.version);
+            }
+        }
+        let writes = writes
+            .into_iter()
+            .map(|(key, entry)| Write {
+                partition: p,
+                key,
+                entry,
+            })
+            .collect();
+        match self.store_write(writes).await {
+            Ok(_) => DhtResponse::Replicated,
+            Err(e) => DhtResponse::Unavailable {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    async fn handle(&self, req: DhtRequest) -> DhtResponse {
+        match req {
+            DhtRequest::Put {
+                partition, items, ..
+            } => self.put(partition, items).await,
+            DhtRequest::Get {
+                partition, keys, ..
+            } => self.get(partition, keys).await,
+            DhtRequest::Replicate { partition, writes } => self.replicate(partition, writes).await,
+            DhtRequest::ReadReplica { partition, keys } => {
+                let p = PartitionId(partition);
+                DhtResponse::Entries {
+                    entries: keys.iter().map(|k| self.store.get(p, k)).collect(),
+                }
+            }
+        }
+    }
+}
+
+impl WorkerService for DhtService {
+    fn name(&self) -> &str {
+        SERVICE
+    }
+
+    fn serve(
+        self: Rc<Self>,
+        conn: Connection,
+        hello: Hello,
+        mut send: FramedSend,
+        mut recv: FramedRecv,
+    ) -> LocalFuture<Result<(), ClusterError>> {
+        Box::pin(async move {
+            let peer_is_node = conn.peer_is_node();
+            while let Some(req) = recv.recv::<DhtRequest>().await? {
+                let internal = matches!(
+                    req,
+                    DhtRequest::Replicate { .. } | DhtRequest::ReadReplica { .. }
+                );
+                let resp = if internal && !(peer_is_node && hello.role == PeerRole::Worker) {
+                    DhtResponse::Error {
+                        message: "replica traffic is only accepted from workers".into(),
+                    }
+                } else {
+                    self.handle(req).await
+                };
+                send.send(&resp).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn shutdown(self: Rc<Self>) -> LocalFuture<()> {
+        Box::pin(async move {
+            self.peers.close();
+            if let Err(e) = self.store.close() {
+                tracing::error!(error = %e, "closing the DHT store");
+            }
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! The DHT end to end: real worker processes, the real CLI and the Rust client.
+
+use ringflow_dht::DhtClient;
+use ringflow_net::TlsIdentity;
+use ringflow_tests::{ringflow, ClusterOpts, TestCluster};
+
+fn cli(c: &TestCluster, args: &[&str]) -> std::process::Output {
+    let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    full.extend(c.client_args());
+    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+    ringflow(&refs)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn client(c: &TestCluster) -> DhtClient {
+    let id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
+    DhtClient::connect(&c.coordinator_addr().to_string(), &id, "ringflow")
+        .await
+        .expect("dht client")
+}
+
+#[test]
+fn put_get_delete_through_the_cli() {
+    let c = TestCluster::start(ClusterOpts::default());
+    let out = cli(&c, &["put", "greeting", "hello world"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&c, &["get", "greeting"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world\n");
+    let out = cli(&c, &["get", "no-such-key"]);
+    assert_eq!(out.status.code(), Some(1), "a missing key exits 1");
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr.is_empty(),
+        "a missing key is not an error: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&c, &["del", "greeting"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    let out = cli(&c, &["del", "greeting"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+    assert_eq!(cli(&c, &["get", "greeting"]).status.code(), Some(1));
+}
+
+#[test]
+fn acknowledged_writes_survive_a_killed_worker_and_a_full_restart() {
+    let mut c = TestCluster::start(ClusterOpts::default());
+    let rt = runtime();
+    let n = 500;
+    let key = |i: usize| format!("key-{i}");
+    let value = |i: usize, gen: usize| format!("value-{i}-{gen}");
+    rt.block_on(async {
+        let dht = client(&c).await;
+        dht.put_many((0..n).map(|i| (key(i), value(i, 0))))
+            .await
+            .expect("put_many");
+        // Overwrite half, one by one, and delete a tenth.
+        for i in (0..n).step_by(2) {
+            dht.put(key(i), value(i, 1)).await.expect("put");
+        }
+        assert_eq!(
+            dht.delete_many((0..n).step_by(10).map(key))
+                .await
+                .expect("delete"),
+            n / 10
+        );
+        dht.close().await;
+    });
+    let expected = |i: usize| -> Option<String> {
+        if i % 10 == 0 {
+            None
+        } else if i % 2 == 0 {
+            Some(value(i, 1))
+        } else {
+            Some(value(i, 0))
+        }
+    };
+    let check = |c: &TestCluster| {
+        rt.block_on(async {
+            let dht = client(c).await;
+            let got = dht.get_many((0..n).map(key)).await.expect("get_many");
+            for (i, v) in got.into_iter().enumerate() {
+                assert_eq!(
+                    v.map(|v| String::from_utf8(v).expect("utf-8")),
+                    expected(i),
+                    "key {i}"
+                );
+            }
+            dht.close().await;
+        })
+    };
+    check(&c);
+
+    // kill -9 one of three workers (RF 3): every acknowledged write still reads back.
+    let mut victim = c.take_worker("worker-2");
+    victim.kill9();
+    c.wait_for("worker-2 declared dead", |s| {
+        ringflow_tests::member(s, "worker-2")
+            .is_some_and(|m| m.state == ringflow_tests::MemberState::Dead)
+    });
+    check(&c);
+
+    // Restart every process: the data is on disk.
+    c.start_worker("worker-2");
+    c.wait_healthy(3);
+    let ids: Vec<String> = c.workers.keys().cloned().collect();
+    for id in &ids {
+        let mut w = c.take_worker(id);
+        w.kill9();
+    }
+    let mut coord = c.coordinator.take().expect("coordinator");
+    coord.kill9();
+    c.start_coordinator();
+    for id in &ids {
+        c.start_worker(id);
+    }
+    c.wait_healthy(3);
+    check(&c);
+}
