@@ -86,6 +86,15 @@ impl CoordinatorConfig {
                 "max_frame must be at least 65536".into(),
             ));
         }
+        // A view carries partitions x replication owner indexes (at most 5 bytes each in
+        // MessagePack) plus the peers; it must fit in one frame.
+        let view_bytes = self.partitions as usize * self.replication as usize * 5 + 1024 * 1024;
+        if view_bytes > self.max_frame {
+            return Err(ClusterError::Config(format!(
+                "max_frame ({}) is too small for a view of {} partitions x {} replicas (needs about {view_bytes})",
+                self.max_frame, self.partitions, self.replication
+            )));
+        }
         validate_name("cluster", &self.cluster)
     }
 

@@ -1,4 +1,4 @@
-//! Atomic, durable state files in a node's data directory.
+//! Atomic, durable state files in a node's data directory, and the directory lock.
 
 use std::fs;
 use std::io::Write;
@@ -8,20 +8,46 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::ClusterError;
 
-/// A JSON file replaced atomically on every save (write temp, fsync, rename, fsync dir).
-#[derive(Clone, Debug)]
+/// Takes an exclusive, non-blocking `flock` on `dir/LOCK` (creating `dir`), so that two
+/// processes never share a data directory. The lock lasts as long as the returned file.
+pub(crate) fn lock_dir(dir: &Path) -> Result<fs::File, ClusterError> {
+    use std::os::fd::AsRawFd;
+    fs::create_dir_all(dir)
+        .map_err(|e| ClusterError::io(format!("creating data directory {}", dir.display()), e))?;
+    let path = dir.join("LOCK");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ClusterError::io(format!("opening {}", path.display()), e))?;
+    // SAFETY: flock(2) on a file descriptor we own and keep open.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(ClusterError::Config(format!(
+            "data directory {} is in use by another process (lock {} is held)",
+            dir.display(),
+            path.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// A JSON file replaced atomically on every save (write temp, fsync, rename, fsync dir),
+/// in a data directory locked against other processes for as long as this value lives.
+#[derive(Debug)]
 pub(crate) struct StateFile {
     path: PathBuf,
+    _lock: fs::File,
 }
 
 impl StateFile {
-    /// The file `name` inside `dir`, creating `dir` if needed.
+    /// The file `name` inside `dir`, creating and locking `dir`.
     pub(crate) fn open(dir: &Path, name: &str) -> Result<Self, ClusterError> {
-        fs::create_dir_all(dir).map_err(|e| {
-            ClusterError::io(format!("creating data directory {}", dir.display()), e)
-        })?;
+        let lock = lock_dir(dir)?;
         Ok(Self {
             path: dir.join(name),
+            _lock: lock,
         })
     }
 
@@ -91,5 +117,15 @@ mod tests {
             f.load::<Vec<u32>>(),
             Err(ClusterError::CorruptState { .. })
         ));
+    }
+
+    #[test]
+    fn a_second_owner_of_the_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateFile::open(dir.path(), "s.json").unwrap();
+        let err = StateFile::open(dir.path(), "s.json").unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        StateFile::open(dir.path(), "s.json").unwrap();
     }
 }

@@ -16,7 +16,7 @@ use crate::wire::{DhtRequest, DhtResponse};
 use crate::{DhtError, SlotMap};
 
 /// Attempts per batch before giving up on redirects or unreachable primaries.
-const ATTEMPTS: usize = 8;
+const ATTEMPTS: usize = 10;
 
 /// A DHT client connected to a cluster.
 pub struct DhtClient {
@@ -110,7 +110,7 @@ impl DhtClient {
         let mut last = DhtError::NoOwner(partition);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50 * (1 << attempt.min(5)))).await;
+                tokio::time::sleep(Duration::from_millis((50u64 << attempt).min(2000))).await;
                 if let Err(e) = self.refresh().await {
                     last = e;
                     continue;
@@ -128,9 +128,9 @@ impl DhtClient {
                 Ok(DhtResponse::Moved { .. }) => {
                     last = DhtError::Peer(format!("partition {partition} moved"))
                 }
-                Ok(DhtResponse::Unavailable { reason }) => {
-                    return Err(DhtError::Unavailable(reason))
-                }
+                // Transient (replicas catching up after a restart, a failover in
+                // progress): retry, and report it only if it lasts.
+                Ok(DhtResponse::Unavailable { reason }) => last = DhtError::Unavailable(reason),
                 Ok(DhtResponse::Error { message }) => return Err(DhtError::Refused(message)),
                 Ok(r) => return Ok(r),
                 Err(e) => last = e,

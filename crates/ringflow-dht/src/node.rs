@@ -7,6 +7,7 @@
 //! majority, return the highest version, and repair replicas that were behind.
 
 use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -66,15 +67,22 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
             ctx.cluster.clone(),
             cfg.replica_timeout,
         );
-        Ok(Rc::new(DhtService {
+        let service = Rc::new(DhtService {
             me: ctx.worker_id,
             store: Arc::new(store),
             views: ctx.views,
             peers: Rc::new(peers),
             hlc: RefCell::new(Hlc::new(node)),
             cfg,
-        }) as Rc<dyn WorkerService>)
+            syncing: RefCell::new(BTreeSet::new()),
+        });
+        tokio::task::spawn_local(service.clone().follow_views());
+        Ok(service as Rc<dyn WorkerService>)
     })
+}
+
+fn unexpected(r: DhtResponse) -> DhtError {
+    DhtError::Peer(format!("unexpected answer: {r:?}"))
 }
 
 /// A stable node number for version tie-breaking.
@@ -97,7 +105,13 @@ pub struct DhtService {
     peers: Rc<StreamPool>,
     hlc: RefCell<Hlc>,
     cfg: DhtConfig,
+    /// Partitions this node holds a replica of but has not caught up on yet (handoff in
+    /// progress): its copies do not count towards read quorums.
+    syncing: RefCell<BTreeSet<u32>>,
 }
+
+/// Byte budget of one handoff page.
+const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Where a partition's replicas are, in this node's view.
 struct Placement {
@@ -285,7 +299,9 @@ impl DhtService {
         let p = PartitionId(partition);
         let mut best: Vec<Option<Entry>> = keys.iter().map(|k| self.store.get(p, k)).collect();
         let needed = place.size / 2 + 1;
-        if needed > 1 {
+        // A copy still catching up does not count towards the quorum.
+        let local = usize::from(!self.syncing.borrow().contains(&partition));
+        if needed > local {
             let (tx, mut rx) = mpsc::channel::<(SocketAddr, Option<Vec<Option<Entry>>>)>(
                 place.others.len().max(1),
             );
@@ -307,7 +323,7 @@ impl DhtService {
             let mut answers: Vec<(SocketAddr, Vec<Option<Entry>>)> = Vec::new();
             let deadline = tokio::time::sleep(self.cfg.replica_timeout);
             tokio::pin!(deadline);
-            while 1 + answers.len() < needed {
+            while local + answers.len() < needed {
                 tokio::select! {
                     r = rx.recv() => match r {
                         Some((addr, Some(entries))) if entries.len() == keys.len() => answers.push((addr, entries)),
@@ -423,6 +439,346 @@ impl DhtService {
         }
     }
 
+    /// One page of a handoff: entries of `partitions` after the cursor.
+    fn fetch_page(
+        &self,
+        partitions: &[u32],
+        after: Option<(u32, Vec<u8>)>,
+        max_bytes: usize,
+    ) -> DhtResponse {
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        for &partition in partitions {
+            if let Some((ap, _)) = &after {
+                if partition < *ap {
+                    continue;
+                }
+            }
+            for (key, entry) in self.store.snapshot_partition(PartitionId(partition)) {
+                if let Some((ap, ak)) = &after {
+                    if partition == *ap && key.as_slice() <= ak.as_slice() {
+                        continue;
+                    }
+                }
+                if bytes >= max_bytes && !entries.is_empty() {
+                    let next = entries
+                        .last()
+                        .map(|(p, k, _): &(u32, Vec<u8>, Entry)| (*p, k.clone()));
+                    return DhtResponse::Page { entries, next };
+                }
+                bytes += key.len() + entry.value.as_ref().map_or(0, Vec::len) + 32;
+                entries.push((partition, key, entry));
+            }
+        }
+        DhtResponse::Page {
+            entries,
+            next: None,
+        }
+    }
+
+    /// Follows the worker's views: starts a handoff for every partition this node gains.
+    async fn follow_views(self: Rc<Self>) {
+        let mut views = self.views.clone();
+        let mut previous: Option<Arc<ClusterView>> = None;
+        loop {
+            let Some(current) = views.borrow_and_update().clone() else {
+                if views.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let mine = |v: &ClusterView| -> BTreeSet<u32> {
+                v.assignment
+                    .partitions_of(&self.me)
+                    .into_iter()
+                    .map(|p| p.0)
+                    .collect()
+            };
+            let now = mine(&current);
+            let before = previous.as_deref().map(mine).unwrap_or_default();
+            let gained: Vec<u32> = now.difference(&before).copied().collect();
+            {
+                let mut syncing = self.syncing.borrow_mut();
+                syncing.retain(|p| now.contains(p));
+            }
+            if !gained.is_empty() {
+                self.start_handoff(&gained, previous.as_deref(), &current);
+            }
+            previous = Some(current);
+            if views.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Pulls the gained partitions from their other replicas (previous owners first).
+    fn start_handoff(
+        self: &Rc<Self>,
+        gained: &[u32],
+        previous: Option<&ClusterView>,
+        current: &ClusterView,
+    ) {
+        let addr_of = |id: &WorkerId| {
+            current
+                .peers
+                .iter()
+                .find(|p| &p.id == id)
+                .and_then(|p| p.addr.parse::<SocketAddr>().ok())
+        };
+        let mut by_source: BTreeMap<SocketAddr, Vec<u32>> = BTreeMap::new();
+        let mut sources_of: BTreeMap<u32, Vec<SocketAddr>> = BTreeMap::new();
+        for &partition in gained {
+            let p = PartitionId(partition);
+            let mut sources: Vec<SocketAddr> = Vec::new();
+            let candidates = previous
+                .map(|v| v.assignment.replicas(p))
+                .unwrap_or_default()
+                .into_iter()
+                .chain(current.assignment.replicas(p));
+            for id in candidates {
+                if *id != self.me {
+                    if let Some(a) = addr_of(id) {
+                        if !sources.contains(&a) {
+                            sources.push(a);
+                        }
+                    }
+                }
+            }
+            if let Some(first) = sources.first() {
+                by_source.entry(*first).or_default().push(partition);
+                sources_of.insert(partition, sources);
+            }
+        }
+        if by_source.is_empty() {
+            return;
+        }
+        self.syncing.borrow_mut().extend(sources_of.keys().copied());
+        tracing::info!(
+            partitions = sources_of.len(),
+            sources = by_source.len(),
+            "handoff: catching up on gained partitions"
+        );
+        let sources_of = Rc::new(sources_of);
+        for (source, partitions) in by_source {
+            let (this, sources_of) = (self.clone(), sources_of.clone());
+            tokio::task::spawn_local(async move {
+                this.sync_from(source, partitions, sources_of).await;
+            });
+        }
+    }
+
+    /// Copies `partitions` from `source`, falling back to the next source of each
+    /// partition on failure, until every one has caught up or is no longer ours.
+    async fn sync_from(
+        self: Rc<Self>,
+        source: SocketAddr,
+        partitions: Vec<u32>,
+        sources_of: Rc<BTreeMap<u32, Vec<SocketAddr>>>,
+    ) {
+        let mut pending: Vec<(SocketAddr, Vec<u32>)> = vec![(source, partitions)];
+        let mut attempt = 0usize;
+        while let Some((source, partitions)) = pending.pop() {
+            let partitions: Vec<u32> = partitions
+                .into_iter()
+                .filter(|p| self.syncing.borrow().contains(p))
+                .collect();
+            if partitions.is_empty() {
+                continue;
+            }
+            match self.copy_partitions(source, &partitions).await {
+                Ok(copied) => {
+                    let mut syncing = self.syncing.borrow_mut();
+                    for p in &partitions {
+                        syncing.remove(p);
+                    }
+                    tracing::info!(%source, partitions = partitions.len(), entries = copied, "handoff: caught up");
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(%source, error = %e, attempt, "handoff: source failed, trying another");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt.min(10) as u64)).await;
+                    let mut regrouped: BTreeMap<SocketAddr, Vec<u32>> = BTreeMap::new();
+                    for p in partitions {
+                        let srcs = sources_of.get(&p).cloned().unwrap_or_default();
+                        let next = srcs
+                            .iter()
+                            .position(|a| *a == source)
+                            .map(|i| srcs[(i + 1) % srcs.len()])
+                            .unwrap_or(source);
+                        regrouped.entry(next).or_default().push(p);
+                    }
+                    pending.extend(regrouped);
+                }
+            }
+        }
+    }
+
+    async fn copy_partitions(
+        &self,
+        source: SocketAddr,
+        partitions: &[u32],
+    ) -> Result<usize, DhtError> {
+        let mut after = None;
+        let mut copied = 0;
+        loop {
+            let req = DhtRequest::Fetch {
+                partitions: partitions.to_vec(),
+                after: after.take(),
+                max_bytes: PAGE_BYTES,
+            };
+            match self.peers.call(source, &req).await? {
+                DhtResponse::Page { entries, next } => {
+                    copied += entries.len();
+                    if !entries.is_empty() {
+                        let writes = entries
+                            .into_iter()
+                            .map(|(p, key, entry)| Write {
+                                partition: PartitionId(p),
+                                key,
+                                entry,
+                            })
+                            .collect();
+                        self.store_write(writes).await?;
+                    }
+                    match next {
+                        Some(cursor) => after = Some(cursor),
+                        None => return Ok(copied),
+                    }
+                }
+                other => {
+                    return Err(DhtError::Peer(format!(
+                        "unexpected answer to a fetch: {other:?}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Writes (value `None` deletes) from a node that may not own the keys: each
+    /// partition's batch goes to its primary (this node or a peer). Per item, whether a
+    /// value existed before.
+    pub async fn route_put(
+        &self,
+        items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<Vec<bool>, DhtError> {
+        let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_slice()).collect();
+        let groups = self.group_by_partition(&keys)?;
+        let mut existed = vec![false; items.len()];
+        for (partition, idx) in groups {
+            let batch: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                idx.iter().map(|&i| items[i].clone()).collect();
+            let resp = self
+                .route(partition, |epoch| DhtRequest::Put {
+                    epoch,
+                    partition,
+                    items: batch.clone(),
+                })
+                .await?;
+            match resp {
+                DhtResponse::Written { existed: e } if e.len() == idx.len() => {
+                    for (&i, x) in idx.iter().zip(e) {
+                        existed[i] = x;
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(existed)
+    }
+
+    /// Reads from a node that may not own the keys; values in the order of `keys`.
+    pub async fn route_get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, DhtError> {
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let groups = self.group_by_partition(&refs)?;
+        let mut out = vec![None; keys.len()];
+        for (partition, idx) in groups {
+            let batch: Vec<Vec<u8>> = idx.iter().map(|&i| keys[i].clone()).collect();
+            let resp = self
+                .route(partition, |epoch| DhtRequest::Get {
+                    epoch,
+                    partition,
+                    keys: batch.clone(),
+                })
+                .await?;
+            match resp {
+                DhtResponse::Values { values } if values.len() == idx.len() => {
+                    for (&i, v) in idx.iter().zip(values) {
+                        out[i] = v;
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The current view, if the worker has joined.
+    pub fn view(&self) -> Option<Arc<ClusterView>> {
+        self.views.borrow().clone()
+    }
+
+    fn group_by_partition(&self, keys: &[&[u8]]) -> Result<BTreeMap<u32, Vec<usize>>, DhtError> {
+        let view = self.view().ok_or_else(|| {
+            DhtError::Unavailable("this worker has not joined the cluster yet".into())
+        })?;
+        let slots = crate::SlotMap::new(view.assignment.config.partitions)?;
+        let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            groups
+                .entry(slots.partition_of_key(k).0)
+                .or_default()
+                .push(i);
+        }
+        Ok(groups)
+    }
+
+    /// Sends one partition's request to its primary (handled here if that is this node),
+    /// waiting for a newer view and retrying while the answer is a redirect.
+    async fn route(
+        &self,
+        partition: u32,
+        make: impl Fn(u64) -> DhtRequest,
+    ) -> Result<DhtResponse, DhtError> {
+        let mut views = self.views.clone();
+        let mut last = DhtError::NoOwner(partition);
+        for _ in 0..8 {
+            let Some(view) = views.borrow_and_update().clone() else {
+                return Err(DhtError::Unavailable(
+                    "this worker has not joined the cluster yet".into(),
+                ));
+            };
+            let req = make(view.epoch());
+            let primary = view.assignment.primary(PartitionId(partition)).cloned();
+            let resp = match primary {
+                None => Err(DhtError::NoOwner(partition)),
+                Some(id) if id == self.me => Ok(self.handle(req).await),
+                Some(id) => match view
+                    .peers
+                    .iter()
+                    .find(|p| p.id == id)
+                    .and_then(|p| p.addr.parse().ok())
+                {
+                    Some(addr) => self.peers.call(addr, &req).await,
+                    None => Err(DhtError::Peer(format!("no address for {id}"))),
+                },
+            };
+            match resp {
+                Ok(DhtResponse::Moved { .. }) => {
+                    last = DhtError::Peer(format!("partition {partition} moved"))
+                }
+                // Transient (replicas catching up after a restart, a failover in
+                // progress): retry, and report it only if it lasts.
+                Ok(DhtResponse::Unavailable { reason }) => last = DhtError::Unavailable(reason),
+                Ok(DhtResponse::Error { message }) => return Err(DhtError::Refused(message)),
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+            // Wait (briefly) for a newer view before retrying.
+            let _ = tokio::time::timeout(Duration::from_millis(500), views.changed()).await;
+        }
+        Err(last)
+    }
+
     async fn handle(&self, req: DhtRequest) -> DhtResponse {
         match req {
             DhtRequest::Put {
@@ -432,6 +788,18 @@ impl DhtService {
                 partition, keys, ..
             } => self.get(partition, keys).await,
             DhtRequest::Replicate { partition, writes } => self.replicate(partition, writes).await,
+            DhtRequest::ReadReplica { partition, .. }
+                if self.syncing.borrow().contains(&partition) =>
+            {
+                DhtResponse::Unavailable {
+                    reason: format!("partition {partition} is still catching up"),
+                }
+            }
+            DhtRequest::Fetch {
+                partitions,
+                after,
+                max_bytes,
+            } => self.fetch_page(&partitions, after, max_bytes.min(PAGE_BYTES)),
             DhtRequest::ReadReplica { partition, keys } => {
                 let p = PartitionId(partition);
                 DhtResponse::Entries {

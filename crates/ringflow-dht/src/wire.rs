@@ -41,6 +41,16 @@ pub enum DhtRequest {
         /// Keys and entries.
         writes: Vec<(Vec<u8>, Entry)>,
     },
+    /// New replica → existing replica (handoff): entries of these partitions, in
+    /// (partition, key) order, after the cursor, up to about `max_bytes`.
+    Fetch {
+        /// Partitions wanted, ascending.
+        partitions: Vec<u32>,
+        /// Resume after this (partition, key); `None` starts at the beginning.
+        after: Option<(u32, Vec<u8>)>,
+        /// Byte budget of the answer.
+        max_bytes: usize,
+    },
     /// Primary → replica: your copies of these keys.
     ReadReplica {
         /// The partition.
@@ -65,6 +75,13 @@ pub enum DhtResponse {
     },
     /// Replica stored the writes.
     Replicated,
+    /// A page of a handoff.
+    Page {
+        /// (partition, key, entry), in order.
+        entries: Vec<(u32, Vec<u8>, Entry)>,
+        /// Cursor for the next page; `None` when done.
+        next: Option<(u32, Vec<u8>)>,
+    },
     /// Replica's entries (None: it has none).
     Entries {
         /// Per key.

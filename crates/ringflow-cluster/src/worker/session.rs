@@ -31,6 +31,7 @@ pub struct WorkerHandle {
     net: actix_rt::Arbiter,
     session_done: tokio::sync::oneshot::Receiver<()>,
     listener_done: tokio::sync::oneshot::Receiver<()>,
+    _lock: std::fs::File,
 }
 
 impl WorkerHandle {
@@ -53,6 +54,7 @@ impl WorkerHandle {
                 e,
             )
         })?;
+        let lock = crate::persist::lock_dir(&cfg.data_dir)?;
         let identity = TlsIdentity::from_dir(&cfg.tls.certs_dir, &cfg.tls.name)?;
         let id = WorkerId(cfg.id.clone());
         let addr = WorkerActor::new(WorkerCore::new(id.clone())).start();
@@ -124,6 +126,7 @@ impl WorkerHandle {
             net,
             session_done,
             listener_done,
+            _lock: lock,
         })
     }
 

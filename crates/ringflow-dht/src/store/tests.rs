@@ -75,6 +75,12 @@ fn expect_corrupt(dir: &Path) -> (String, String) {
 }
 
 #[test]
+fn the_store_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+}
+
+#[test]
 fn put_get_overwrite_delete() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());

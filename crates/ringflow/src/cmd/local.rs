@@ -212,7 +212,11 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
                     .count();
                 if alive == ids.len()
                     && healthy(&st)
-                    && st.members.iter().all(|m| m.member_epoch == st.epoch)
+                    && st
+                        .members
+                        .iter()
+                        .filter(|m| m.state == MemberState::Alive)
+                        .all(|m| m.member_epoch == st.epoch)
                 {
                     break st;
                 }
