@@ -286,6 +286,7 @@ fn worker_with_a_foreign_ca_cannot_join() {
             addr: "127.0.0.1:9".into(),
             capacity: 1,
             known_epoch: 0,
+            services: Default::default(),
         });
         let _ = send.send(&join).await;
         match recv.recv::<ControlMsg>().await {

@@ -109,6 +109,29 @@ impl CoordinatorConfig {
     }
 }
 
+/// Settings of the distributed hash table a worker hosts (`[dht]` in the worker's file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhtSettings {
+    /// Address of the Redis-compatible (RESP) port; off when unset. Clients on it are not
+    /// authenticated: bind it to loopback or a trusted network only.
+    pub resp_listen: Option<SocketAddr>,
+    /// Largest key, in bytes.
+    pub max_key: usize,
+    /// Largest value, in bytes.
+    pub max_value: usize,
+}
+
+impl Default for DhtSettings {
+    fn default() -> Self {
+        Self {
+            resp_listen: None,
+            max_key: 64 * 1024,
+            max_value: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// Configuration of a worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -131,6 +154,8 @@ pub struct WorkerConfig {
     pub tls: TlsConfig,
     /// Largest accepted frame, in bytes.
     pub max_frame: usize,
+    /// The distributed hash table.
+    pub dht: DhtSettings,
 }
 
 impl Default for WorkerConfig {
@@ -148,6 +173,7 @@ impl Default for WorkerConfig {
                 name: "worker-1".into(),
             },
             max_frame: ringflow_proto::DEFAULT_MAX_FRAME,
+            dht: DhtSettings::default(),
         }
     }
 }

@@ -48,6 +48,12 @@ pub trait WorkerService: 'static {
         recv: FramedRecv,
     ) -> LocalFuture<Result<(), ClusterError>>;
 
+    /// Addresses this service listens on for clients, by name (e.g. `"resp"`), announced
+    /// to the coordinator and published in views.
+    fn advertised(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Called once when the worker stops, after it has left the cluster and stopped
     /// accepting streams: flush and close.
     fn shutdown(self: Rc<Self>) -> LocalFuture<()> {

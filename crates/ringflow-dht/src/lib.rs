@@ -9,6 +9,7 @@ pub mod client;
 pub mod error;
 pub mod node;
 pub mod pool;
+pub mod resp_gateway;
 pub mod slot;
 pub mod store;
 pub mod version;
@@ -16,6 +17,6 @@ pub mod wire;
 
 pub use client::DhtClient;
 pub use error::DhtError;
-pub use node::{service, DhtConfig};
+pub use node::{service, DhtConfig, DhtService};
 pub use slot::{key_slot, SlotMap, SLOTS};
 pub use version::{Entry, Hlc, Version};

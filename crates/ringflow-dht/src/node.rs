@@ -35,6 +35,8 @@ pub struct DhtConfig {
     pub replica_timeout: Duration,
     /// fsync every acknowledged write (only benchmarks turn this off).
     pub sync: bool,
+    /// Address of the Redis-compatible port, if any.
+    pub resp_listen: Option<SocketAddr>,
 }
 
 impl Default for DhtConfig {
@@ -44,6 +46,7 @@ impl Default for DhtConfig {
             max_value: 64 * 1024 * 1024,
             replica_timeout: Duration::from_secs(5),
             sync: true,
+            resp_listen: None,
         }
     }
 }
@@ -67,6 +70,24 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
             ctx.cluster.clone(),
             cfg.replica_timeout,
         );
+        let resp = match cfg.resp_listen {
+            Some(addr) => {
+                let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+                    ClusterError::Service(format!("binding the RESP port {addr}: {e}"))
+                })?;
+                std_listener
+                    .set_nonblocking(true)
+                    .map_err(|e| ClusterError::Service(format!("RESP port: {e}")))?;
+                let listener = tokio::net::TcpListener::from_std(std_listener)
+                    .map_err(|e| ClusterError::Service(format!("RESP port: {e}")))?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| ClusterError::Service(format!("RESP port: {e}")))?;
+                tracing::info!(%local, "serving the DHT over RESP (Redis protocol)");
+                Some((listener, local))
+            }
+            None => None,
+        };
         let service = Rc::new(DhtService {
             me: ctx.worker_id,
             store: Arc::new(store),
@@ -75,8 +96,12 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
             hlc: RefCell::new(Hlc::new(node)),
             cfg,
             syncing: RefCell::new(BTreeSet::new()),
+            resp_addr: resp.as_ref().map(|(_, a)| *a),
         });
         tokio::task::spawn_local(service.clone().follow_views());
+        if let Some((listener, _)) = resp {
+            tokio::task::spawn_local(crate::resp_gateway::serve(listener, service.clone()));
+        }
         Ok(service as Rc<dyn WorkerService>)
     })
 }
@@ -108,6 +133,8 @@ pub struct DhtService {
     /// Partitions this node holds a replica of but has not caught up on yet (handoff in
     /// progress): its copies do not count towards read quorums.
     syncing: RefCell<BTreeSet<u32>>,
+    /// The bound RESP address, if the gateway runs.
+    resp_addr: Option<SocketAddr>,
 }
 
 /// Byte budget of one handoff page.
@@ -712,6 +739,22 @@ impl DhtService {
         Ok(out)
     }
 
+    /// This worker's id.
+    pub fn worker_id(&self) -> &WorkerId {
+        &self.me
+    }
+
+    /// The configured limits and timeouts.
+    pub fn config(&self) -> &DhtConfig {
+        &self.cfg
+    }
+
+    /// Number of live keys this worker stores (all partitions, tombstones excluded is not
+    /// tracked: this counts entries).
+    pub fn local_entries(&self) -> u64 {
+        self.store.stats().keys
+    }
+
     /// The current view, if the worker has joined.
     pub fn view(&self) -> Option<Arc<ClusterView>> {
         self.views.borrow().clone()
@@ -813,6 +856,12 @@ impl DhtService {
 impl WorkerService for DhtService {
     fn name(&self) -> &str {
         SERVICE
+    }
+
+    fn advertised(&self) -> Vec<(String, String)> {
+        self.resp_addr
+            .map(|a| vec![("resp".to_string(), a.to_string())])
+            .unwrap_or_default()
     }
 
     fn serve(

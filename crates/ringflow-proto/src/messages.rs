@@ -5,6 +5,8 @@
 //! `HeartbeatAck`s and pushes a `View` whenever the assignment's epoch changes. A client
 //! sends `StatusRequest` and gets `Status`.
 
+use std::collections::BTreeMap;
+
 use ringflow_ring::{Assignment, WorkerId};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,10 @@ pub struct JoinRequest {
     pub capacity: u32,
     /// The epoch of the newest table the worker knows (0 if none).
     pub known_epoch: u64,
+    /// Addresses of the data-plane services it hosts, by name (e.g. `"resp"` for the
+    /// Redis-compatible port), published to peers and clients in views.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
 }
 
 /// Periodic liveness signal from a worker.
@@ -48,6 +54,9 @@ pub struct PeerInfo {
     pub id: WorkerId,
     /// QUIC address of the worker.
     pub addr: String,
+    /// Addresses of the services it hosts, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
 }
 
 /// The assignment table with the addresses of its owners: what every worker acts on.
@@ -124,6 +133,9 @@ pub struct MemberStatus {
     pub last_heartbeat_ms_ago: Option<u64>,
     /// Epoch the member last reported acting on.
     pub member_epoch: u64,
+    /// Addresses of the services it hosts, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
 }
 
 /// The whole cluster as the coordinator sees it.
@@ -243,6 +255,7 @@ mod tests {
                 .map(|w| PeerInfo {
                     id: w.id.clone(),
                     addr: "127.0.0.1:1".into(),
+                    services: Default::default(),
                 })
                 .collect(),
             assignment,
@@ -268,6 +281,7 @@ mod tests {
                 addr: "127.0.0.1:9".into(),
                 capacity: 2,
                 known_epoch: 4,
+                services: Default::default(),
             }),
             ControlMsg::Heartbeat(Heartbeat {
                 id: "w".into(),

@@ -169,6 +169,9 @@ pub struct WorkerArgs {
     /// Write the bound address to this file once listening.
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Serve the DHT over RESP (Redis protocol) on this address (port 0 picks one).
+    #[arg(long)]
+    pub resp_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

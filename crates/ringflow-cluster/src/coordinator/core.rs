@@ -47,6 +47,9 @@ pub struct Member {
     /// Generation of its current control session; heartbeats from older ones are refused.
     #[serde(skip)]
     pub session: u64,
+    /// Addresses of the services it hosts, by name.
+    #[serde(default)]
+    pub services: std::collections::BTreeMap<String, String>,
 }
 
 impl Member {
@@ -174,6 +177,7 @@ impl CoordinatorCore {
                 .map(|m| PeerInfo {
                     id: m.id.clone(),
                     addr: m.addr.clone(),
+                    services: m.services.clone(),
                 })
                 .collect(),
         }
@@ -230,9 +234,12 @@ impl CoordinatorCore {
             Some(m) => {
                 let was_live = m.is_live();
                 let capacity_changed = m.capacity != req.capacity;
-                membership_changed =
-                    m.addr != req.addr || capacity_changed || m.state != MemberState::Alive;
+                membership_changed = m.addr != req.addr
+                    || capacity_changed
+                    || m.state != MemberState::Alive
+                    || m.services != req.services;
                 m.addr = req.addr.clone();
+                m.services = req.services.clone();
                 m.capacity = req.capacity;
                 m.state = MemberState::Alive;
                 m.last_seen = Some(now);
@@ -251,6 +258,7 @@ impl CoordinatorCore {
                         last_seen: Some(now),
                         member_epoch: req.known_epoch,
                         session,
+                        services: req.services.clone(),
                     },
                 );
                 membership_changed = true;
@@ -371,6 +379,7 @@ impl CoordinatorCore {
                         primaries: prim as u32,
                         last_heartbeat_ms_ago: m.last_seen.map(|t| now.saturating_sub(t)),
                         member_epoch: m.member_epoch,
+                        services: m.services.clone(),
                     }
                 })
                 .collect(),
@@ -428,6 +437,7 @@ mod tests {
             addr: "127.0.0.1:9000".into(),
             capacity: 1,
             known_epoch: epoch,
+            services: Default::default(),
         }
     }
 

@@ -111,6 +111,7 @@ mod tests {
             peers: vec![PeerInfo {
                 id: "w0".into(),
                 addr: "127.0.0.1:1".into(),
+                services: Default::default(),
             }],
         }
     }

@@ -2,7 +2,7 @@
 //! views, reconnection with backoff, leave on shutdown), the worker's own listener, and
 //! the handle that starts and stops it all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -85,6 +85,8 @@ impl WorkerHandle {
                 })?;
                 hosted.insert(service.name().to_string(), service);
             }
+            let advertised: BTreeMap<String, String> =
+                hosted.values().flat_map(|s| s.advertised()).collect();
             let handler = Rc::new(WorkerStreams {
                 actor: actor.clone(),
                 services: hosted,
@@ -97,6 +99,7 @@ impl WorkerHandle {
                 endpoint: endpoint.clone(),
                 actor,
                 views: views_tx,
+                services: advertised,
             };
             actix_rt::spawn(async move {
                 session.run(session_rx).await;
@@ -215,6 +218,7 @@ struct ControlSession {
     endpoint: Endpoint,
     actor: Addr<WorkerActor>,
     views: watch::Sender<Option<Arc<ClusterView>>>,
+    services: BTreeMap<String, String>,
 }
 
 impl ControlSession {
@@ -271,6 +275,7 @@ impl ControlSession {
             addr: self.advertise.clone(),
             capacity: self.cfg.capacity,
             known_epoch: self.epoch().await?,
+            services: self.services.clone(),
         }))
     }
 

@@ -103,6 +103,9 @@ pub fn worker_config(a: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
     if let Some(v) = &a.cluster_name {
         c.cluster = v.clone();
     }
+    if let Some(v) = a.resp_listen {
+        c.dht.resp_listen = Some(v);
+    }
     c.validate()?;
     Ok(c)
 }
@@ -122,7 +125,13 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
 pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
     let cfg = worker_config(&a)?;
     actix_rt::System::new().block_on(async move {
-        let services = vec![ringflow_dht::service(ringflow_dht::DhtConfig::default())];
+        let dht = ringflow_dht::DhtConfig {
+            resp_listen: cfg.dht.resp_listen,
+            max_key: cfg.dht.max_key,
+            max_value: cfg.dht.max_value,
+            ..ringflow_dht::DhtConfig::default()
+        };
+        let services = vec![ringflow_dht::service(dht)];
         let handle = WorkerHandle::start_with(cfg, services).await?;
         write_addr_file(a.addr_file.as_deref(), handle.local_addr())?;
         super::shutdown_signal().await;
