@@ -92,6 +92,9 @@ pub struct LocalArgs {
     /// Do not write the client profile.
     #[arg(long)]
     pub no_profile: bool,
+    /// Do not open the workers' Redis-protocol ports.
+    #[arg(long)]
+    pub no_resp: bool,
 }
 
 #[derive(Debug, Args)]

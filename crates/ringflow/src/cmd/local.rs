@@ -173,7 +173,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
             procs.push(Proc::spawn("coordinator", &exe, &args, &logs)?);
             let coord = wait_for_file(&addr_file, &mut procs, Duration::from_secs(30)).await?;
             for id in &ids {
-                let args = vec![
+                let mut args = vec![
                     "worker".to_string(),
                     "--id".into(),
                     id.clone(),
@@ -186,6 +186,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
                     "--certs".into(),
                     s(&certs_dir),
                 ];
+                if !a.no_resp {
+                    args.extend(["--resp-listen".into(), "127.0.0.1:0".into()]);
+                }
                 procs.push(Proc::spawn(id, &exe, &args, &logs)?);
             }
             let prof = Profile {
@@ -236,7 +239,13 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
                 "local cluster is up: coordinator at {coord}, logs in {}",
                 logs.display()
             );
-            println!("try `ringflow status` in another terminal; Ctrl-C stops the cluster");
+            for m in status.members.iter().filter(|m| m.state == MemberState::Alive) {
+                if let Some(resp) = m.services.get("resp") {
+                    println!("{}: Redis protocol on {resp}", m.id);
+                }
+            }
+            println!("try `ringflow status`, `ringflow put k v`, `ringflow get k` in another terminal;");
+            println!("Ctrl-C stops the cluster");
             Ok::<_, anyhow::Error>(())
         };
         let result = tokio::select! {
