@@ -228,3 +228,55 @@ fn writes_under_load_survive_a_join_and_a_leave() {
         dht.close().await;
     });
 }
+
+#[test]
+fn data_follows_its_partitions_after_every_worker_left_and_came_back_in_another_order() {
+    // RF 1: each key lives on exactly one worker, so placement after the restart matters.
+    let mut c = TestCluster::start(ClusterOpts {
+        replication: 1,
+        ..ClusterOpts::default()
+    });
+    let rt = runtime();
+    let n = 300;
+    rt.block_on(async {
+        let dht = client(&c).await;
+        dht.put_many((0..n).map(|i| (format!("k{i}"), format!("v{i}"))))
+            .await
+            .expect("put_many");
+        dht.close().await;
+    });
+    // Every worker stops gracefully (leaves), one after the other.
+    for id in ["worker-1", "worker-2", "worker-3"] {
+        let mut w = c.take_worker(id);
+        assert!(w.terminate().success());
+    }
+    // They come back in another order; the assignment is planned afresh.
+    for id in ["worker-3", "worker-1", "worker-2"] {
+        c.start_worker(id);
+    }
+    c.wait_healthy(3);
+    let deadline = std::time::Instant::now() + ringflow_tests::DEADLINE;
+    loop {
+        let missing = rt.block_on(async {
+            let dht = client(&c).await;
+            let got = dht
+                .get_many((0..n).map(|i| format!("k{i}")))
+                .await
+                .expect("get_many");
+            dht.close().await;
+            got.iter()
+                .enumerate()
+                .filter(|(i, v)| v.as_deref() != Some(format!("v{i}").as_bytes()))
+                .count()
+        });
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing} of {n} keys never came back\n{}",
+            c.logs_tail(20)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

@@ -97,6 +97,7 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
             cfg,
             syncing: RefCell::new(BTreeSet::new()),
             resp_addr: resp.as_ref().map(|(_, a)| *a),
+            pushing: RefCell::new(BTreeSet::new()),
         });
         tokio::task::spawn_local(service.clone().follow_views());
         if let Some((listener, _)) = resp {
@@ -135,6 +136,8 @@ pub struct DhtService {
     syncing: RefCell<BTreeSet<u32>>,
     /// The bound RESP address, if the gateway runs.
     resp_addr: Option<SocketAddr>,
+    /// Partitions this node no longer owns whose data it is handing to the owners.
+    pushing: RefCell<BTreeSet<u32>>,
 }
 
 /// Byte budget of one handoff page.
@@ -531,11 +534,121 @@ impl DhtService {
             if !gained.is_empty() {
                 self.start_handoff(&gained, previous.as_deref(), &current);
             }
+            self.push_orphans(&current, &now);
             previous = Some(current);
-            if views.changed().await.is_err() {
-                return;
+            // Wake on a new view, or after a while to retry hand-overs that failed.
+            loop {
+                match tokio::time::timeout(Duration::from_secs(3), views.changed()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        if let Some(v) = views.borrow().clone() {
+                            let mine = mine(&v);
+                            self.push_orphans(&v, &mine);
+                        }
+                    }
+                }
             }
         }
+    }
+
+    /// The addresses of `partition`'s replicas in `view`, without this node.
+    fn replica_addrs(&self, view: &ClusterView, partition: u32) -> Vec<SocketAddr> {
+        view.assignment
+            .replicas(PartitionId(partition))
+            .into_iter()
+            .filter(|id| **id != self.me)
+            .filter_map(|id| view.peers.iter().find(|p| &p.id == id))
+            .filter_map(|p| p.addr.parse().ok())
+            .collect()
+    }
+
+    /// Sends every entry this node has of `partition` to `targets` (in pages); Ok only if
+    /// every target stored all of it.
+    async fn push_partition(
+        &self,
+        partition: u32,
+        targets: &[SocketAddr],
+    ) -> Result<usize, DhtError> {
+        let entries = self.store.snapshot_partition(PartitionId(partition));
+        let total = entries.len();
+        let mut page: Vec<(Vec<u8>, Entry)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut pages = Vec::new();
+        for (k, e) in entries {
+            bytes += k.len() + e.value.as_ref().map_or(0, Vec::len) + 32;
+            page.push((k, e));
+            if bytes >= PAGE_BYTES {
+                pages.push(std::mem::take(&mut page));
+                bytes = 0;
+            }
+        }
+        if !page.is_empty() {
+            pages.push(page);
+        }
+        for writes in pages {
+            let req = DhtRequest::Replicate { partition, writes };
+            for addr in targets {
+                match self.peers.call(*addr, &req).await? {
+                    DhtResponse::Replicated => {}
+                    other => return Err(unexpected(other)),
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Hands the data of partitions this node no longer owns to their owners, then forgets
+    /// it (anti-entropy for data left behind by leaves, failures and restarts).
+    fn push_orphans(self: &Rc<Self>, view: &Arc<ClusterView>, mine: &BTreeSet<u32>) {
+        let orphans: Vec<u32> = self
+            .store
+            .partitions()
+            .into_iter()
+            .map(|p| p.0)
+            .filter(|p| !mine.contains(p) && !self.pushing.borrow().contains(p))
+            .filter(|p| !view.assignment.replicas(PartitionId(*p)).is_empty())
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        self.pushing.borrow_mut().extend(orphans.iter().copied());
+        let (this, view) = (self.clone(), view.clone());
+        tokio::task::spawn_local(async move {
+            let (mut moved, mut kept) = (0usize, 0usize);
+            for partition in orphans {
+                let targets = this.replica_addrs(&view, partition);
+                let still_orphan = this.views.borrow().as_ref().is_some_and(|v| {
+                    !v.assignment
+                        .partitions_of(&this.me)
+                        .contains(&PartitionId(partition))
+                });
+                if targets.is_empty() || !still_orphan {
+                    this.pushing.borrow_mut().remove(&partition);
+                    continue;
+                }
+                match this.push_partition(partition, &targets).await {
+                    Ok(n) => {
+                        if let Err(e) = this.store.drop_partition(PartitionId(partition)) {
+                            tracing::warn!(partition, error = %e, "could not forget a handed-over partition");
+                        }
+                        moved += n;
+                    }
+                    Err(e) => {
+                        kept += 1;
+                        tracing::warn!(partition, error = %e, "handing a partition to its owners failed; will retry");
+                    }
+                }
+                this.pushing.borrow_mut().remove(&partition);
+            }
+            if moved > 0 || kept > 0 {
+                tracing::info!(
+                    entries = moved,
+                    partitions_kept = kept,
+                    "handed data of partitions no longer owned to their owners"
+                );
+            }
+        });
     }
 
     /// Pulls the gained partitions from their other replicas (previous owners first).
@@ -614,9 +727,23 @@ impl DhtService {
             }
             match self.copy_partitions(source, &partitions).await {
                 Ok(copied) => {
-                    let mut syncing = self.syncing.borrow_mut();
-                    for p in &partitions {
-                        syncing.remove(p);
+                    {
+                        let mut syncing = self.syncing.borrow_mut();
+                        for p in &partitions {
+                            syncing.remove(p);
+                        }
+                    }
+                    // What this node had before (a restart, an earlier ownership) may be
+                    // newer than what its co-replicas hold: push it to them.
+                    if let Some(view) = self.view() {
+                        for &p in &partitions {
+                            if self.store.partition_len(PartitionId(p)) > 0 {
+                                let targets = self.replica_addrs(&view, p);
+                                if let Err(e) = self.push_partition(p, &targets).await {
+                                    tracing::debug!(partition = p, error = %e, "pushing local data to co-replicas failed");
+                                }
+                            }
+                        }
                     }
                     tracing::info!(%source, partitions = partitions.len(), entries = copied, "handoff: caught up");
                 }

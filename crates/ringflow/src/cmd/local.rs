@@ -239,12 +239,18 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
                 "local cluster is up: coordinator at {coord}, logs in {}",
                 logs.display()
             );
-            for m in status.members.iter().filter(|m| m.state == MemberState::Alive) {
+            for m in status
+                .members
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+            {
                 if let Some(resp) = m.services.get("resp") {
                     println!("{}: Redis protocol on {resp}", m.id);
                 }
             }
-            println!("try `ringflow status`, `ringflow put k v`, `ringflow get k` in another terminal;");
+            println!(
+                "try `ringflow status`, `ringflow put k v`, `ringflow get k` in another terminal;"
+            );
             println!("Ctrl-C stops the cluster");
             Ok::<_, anyhow::Error>(())
         };
