@@ -92,6 +92,8 @@ pub struct ClusterOpts {
     pub heartbeat_ms: u64,
     /// Failure timeout (ms).
     pub failure_timeout_ms: u64,
+    /// Start workers with `--resp-listen 127.0.0.1:0` (the Redis-compatible port).
+    pub resp: bool,
 }
 
 impl Default for ClusterOpts {
@@ -102,6 +104,7 @@ impl Default for ClusterOpts {
             replication: 3,
             heartbeat_ms: 200,
             failure_timeout_ms: 2000,
+            resp: false,
         }
     }
 }
@@ -354,6 +357,9 @@ impl TestCluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if self.opts.resp && !extra.contains(&"--resp-listen") {
+            args.extend(["--resp-listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let node = self.spawn(id, &args);
         self.workers.insert(id.to_string(), node);
@@ -443,6 +449,23 @@ impl TestCluster {
                     && alive.iter().all(|m| m.member_epoch == s.epoch)
             },
         )
+    }
+
+    /// Waits until every alive member advertises a RESP address (`services["resp"]`) and
+    /// returns them by worker id.
+    pub fn resp_addrs(&self) -> BTreeMap<String, SocketAddr> {
+        let status = self.wait_for("every alive worker advertises a RESP address", |s| {
+            s.members
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .all(|m| m.services.contains_key("resp"))
+        });
+        status
+            .members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .filter_map(|m| Some((m.id.0.clone(), m.services.get("resp")?.parse().ok()?)))
+            .collect()
     }
 
     /// The last lines of every node's log.
