@@ -190,17 +190,22 @@ impl DhtClient {
         let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_slice()).collect();
         let groups = self.by_partition(&keys)?;
         let mut existed = vec![false; items.len()];
-        for (partition, idx) in groups {
+        let requests = groups.into_iter().map(|(partition, idx)| {
             let batch: Vec<(Vec<u8>, Option<Vec<u8>>)> =
                 idx.iter().map(|&i| items[i].clone()).collect();
-            let resp = self
-                .route(partition, |epoch| DhtRequest::Put {
-                    epoch,
-                    partition,
-                    items: batch.clone(),
-                })
-                .await?;
-            match resp {
+            async move {
+                let resp = self
+                    .route(partition, |epoch| DhtRequest::Put {
+                        epoch,
+                        partition,
+                        items: batch.clone(),
+                    })
+                    .await;
+                (idx, resp)
+            }
+        });
+        for (idx, resp) in crate::join::join_all(requests.collect()).await {
+            match resp? {
                 DhtResponse::Written { existed: e } if e.len() == idx.len() => {
                     for (&i, x) in idx.iter().zip(e) {
                         existed[i] = x;
@@ -225,16 +230,21 @@ impl DhtClient {
         let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         let groups = self.by_partition(&refs)?;
         let mut out = vec![None; keys.len()];
-        for (partition, idx) in groups {
+        let requests = groups.into_iter().map(|(partition, idx)| {
             let batch: Vec<Vec<u8>> = idx.iter().map(|&i| keys[i].clone()).collect();
-            let resp = self
-                .route(partition, |epoch| DhtRequest::Get {
-                    epoch,
-                    partition,
-                    keys: batch.clone(),
-                })
-                .await?;
-            match resp {
+            async move {
+                let resp = self
+                    .route(partition, |epoch| DhtRequest::Get {
+                        epoch,
+                        partition,
+                        keys: batch.clone(),
+                    })
+                    .await;
+                (idx, resp)
+            }
+        });
+        for (idx, resp) in crate::join::join_all(requests.collect()).await {
+            match resp? {
                 DhtResponse::Values { values } if values.len() == idx.len() => {
                     for (&i, v) in idx.iter().zip(values) {
                         out[i] = v;

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod error;
+mod join;
 pub mod node;
 pub mod pool;
 pub mod resp_gateway;
