@@ -330,7 +330,7 @@ fn hostile_resp_input_closes_only_that_connection() {
     // An unterminated frame, then the client goes away: nothing to answer.
     for partial in [
         &b"*3\r\n$3\r\nSET\r\n$1\r\nk"[..],
-        b"*2\r\n$3\r\nSET\r\n$60000000\r\n",
+        b"*2\r\n$3\r\nSET\r\n$6000000\r\n",
         b"*1\r\n",
         b"GET k",
     ] {

@@ -127,7 +127,7 @@ impl Default for DhtSettings {
         Self {
             resp_listen: None,
             max_key: 64 * 1024,
-            max_value: 64 * 1024 * 1024,
+            max_value: 8 * 1024 * 1024,
         }
     }
 }
@@ -193,6 +193,14 @@ impl WorkerConfig {
             return Err(ClusterError::Config(
                 "max_frame must be at least 65536".into(),
             ));
+        }
+        // One key and value, with room for the message around them, must fit in a frame.
+        let largest = self.dht.max_key + self.dht.max_value + 1024 * 1024;
+        if largest > self.max_frame {
+            return Err(ClusterError::Config(format!(
+                "dht.max_key + dht.max_value + 1 MiB ({largest}) must not exceed max_frame ({})",
+                self.max_frame
+            )));
         }
         Ok(())
     }

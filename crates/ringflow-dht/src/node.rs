@@ -43,7 +43,7 @@ impl Default for DhtConfig {
     fn default() -> Self {
         Self {
             max_key: 64 * 1024,
-            max_value: 64 * 1024 * 1024,
+            max_value: 8 * 1024 * 1024,
             replica_timeout: Duration::from_secs(5),
             sync: true,
             resp_listen: None,
@@ -68,7 +68,9 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
             PeerRole::Worker,
             Some(ctx.worker_id.0.clone()),
             ctx.cluster.clone(),
-            cfg.replica_timeout,
+            // Longer than a primary's own wait for its replicas, so that a forwarded request
+            // gets the primary's answer rather than a local timeout.
+            cfg.replica_timeout * 2 + Duration::from_secs(1),
         );
         let resp = match cfg.resp_listen {
             Some(addr) => {
@@ -363,11 +365,11 @@ impl DhtService {
                     _ = &mut deadline => break,
                 }
             }
-            if 1 + answers.len() < needed {
+            if local + answers.len() < needed {
                 return DhtResponse::Unavailable {
                     reason: format!(
                         "{} of {} replicas answered, {needed} needed",
-                        1 + answers.len(),
+                        local + answers.len(),
                         place.size
                     ),
                 };
@@ -476,6 +478,8 @@ impl DhtService {
         after: Option<(u32, Vec<u8>)>,
         max_bytes: usize,
     ) -> DhtResponse {
+        // A copy that is catching up itself may be incomplete: say so.
+        let partial = partitions.iter().any(|p| self.syncing.borrow().contains(p));
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         for &partition in partitions {
@@ -490,19 +494,25 @@ impl DhtService {
                         continue;
                     }
                 }
-                if bytes >= max_bytes && !entries.is_empty() {
+                let size = key.len() + entry.value.as_ref().map_or(0, Vec::len) + 32;
+                if bytes + size > max_bytes && !entries.is_empty() {
                     let next = entries
                         .last()
                         .map(|(p, k, _): &(u32, Vec<u8>, Entry)| (*p, k.clone()));
-                    return DhtResponse::Page { entries, next };
+                    return DhtResponse::Page {
+                        entries,
+                        next,
+                        partial,
+                    };
                 }
-                bytes += key.len() + entry.value.as_ref().map_or(0, Vec::len) + 32;
+                bytes += size;
                 entries.push((partition, key, entry));
             }
         }
         DhtResponse::Page {
             entries,
             next: None,
+            partial,
         }
     }
 
@@ -546,10 +556,26 @@ impl DhtService {
                             let mine = mine(&v);
                             self.push_orphans(&v, &mine);
                         }
+                        self.maybe_checkpoint();
                     }
                 }
             }
         }
+    }
+
+    /// Compacts the write-ahead log (on a thread of its own) once it is much larger than
+    /// the live data.
+    fn maybe_checkpoint(&self) {
+        let stats = self.store.stats();
+        if stats.wal_bytes < 64 * 1024 * 1024 || stats.wal_bytes < 2 * stats.bytes {
+            return;
+        }
+        let store = self.store.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = store.checkpoint() {
+                tracing::warn!(error = %e, "checkpoint of the DHT store failed");
+            }
+        });
     }
 
     /// The addresses of `partition`'s replicas in `view`, without this node.
@@ -576,12 +602,13 @@ impl DhtService {
         let mut bytes = 0usize;
         let mut pages = Vec::new();
         for (k, e) in entries {
-            bytes += k.len() + e.value.as_ref().map_or(0, Vec::len) + 32;
-            page.push((k, e));
-            if bytes >= PAGE_BYTES {
+            let size = k.len() + e.value.as_ref().map_or(0, Vec::len) + 32;
+            if bytes + size > PAGE_BYTES && !page.is_empty() {
                 pages.push(std::mem::take(&mut page));
                 bytes = 0;
             }
+            bytes += size;
+            page.push((k, e));
         }
         if !page.is_empty() {
             pages.push(page);
@@ -665,124 +692,188 @@ impl DhtService {
                 .find(|p| &p.id == id)
                 .and_then(|p| p.addr.parse::<SocketAddr>().ok())
         };
-        let mut by_source: BTreeMap<SocketAddr, Vec<u32>> = BTreeMap::new();
-        let mut sources_of: BTreeMap<u32, Vec<SocketAddr>> = BTreeMap::new();
+        // Partitions with the same sources are copied together.
+        let mut groups: BTreeMap<Vec<WorkerId>, Vec<u32>> = BTreeMap::new();
         for &partition in gained {
             let p = PartitionId(partition);
-            let mut sources: Vec<SocketAddr> = Vec::new();
+            let mut sources: Vec<WorkerId> = Vec::new();
             let candidates = previous
                 .map(|v| v.assignment.replicas(p))
                 .unwrap_or_default()
                 .into_iter()
                 .chain(current.assignment.replicas(p));
             for id in candidates {
-                if *id != self.me {
-                    if let Some(a) = addr_of(id) {
-                        if !sources.contains(&a) {
-                            sources.push(a);
-                        }
-                    }
+                if *id != self.me && addr_of(id).is_some() && !sources.contains(id) {
+                    sources.push(id.clone());
                 }
             }
-            if let Some(first) = sources.first() {
-                by_source.entry(*first).or_default().push(partition);
-                sources_of.insert(partition, sources);
+            if !sources.is_empty() {
+                groups.entry(sources).or_default().push(partition);
             }
         }
-        if by_source.is_empty() {
+        if groups.is_empty() {
             return;
         }
-        self.syncing.borrow_mut().extend(sources_of.keys().copied());
+        let total: usize = groups.values().map(Vec::len).sum();
+        self.syncing
+            .borrow_mut()
+            .extend(groups.values().flatten().copied());
         tracing::info!(
-            partitions = sources_of.len(),
-            sources = by_source.len(),
+            partitions = total,
+            groups = groups.len(),
             "handoff: catching up on gained partitions"
         );
-        let sources_of = Rc::new(sources_of);
-        for (source, partitions) in by_source {
-            let (this, sources_of) = (self.clone(), sources_of.clone());
+        for (sources, partitions) in groups {
+            let this = self.clone();
             tokio::task::spawn_local(async move {
-                this.sync_from(source, partitions, sources_of).await;
+                this.sync_from(sources, partitions).await;
             });
         }
     }
 
-    /// Copies `partitions` from `source`, falling back to the next source of each
-    /// partition on failure, until every one has caught up or is no longer ours.
-    async fn sync_from(
-        self: Rc<Self>,
-        source: SocketAddr,
-        partitions: Vec<u32>,
-        sources_of: Rc<BTreeMap<u32, Vec<SocketAddr>>>,
-    ) {
-        let mut pending: Vec<(SocketAddr, Vec<u32>)> = vec![(source, partitions)];
-        let mut attempt = 0usize;
-        while let Some((source, partitions)) = pending.pop() {
+    /// Copies `partitions` from every source that answers (previous owners first) and
+    /// merges them by version, so that an acknowledged write held by any reachable old
+    /// replica arrives. Retries until at least one source succeeded in a round, or the
+    /// partitions are no longer ours.
+    async fn sync_from(self: Rc<Self>, sources: Vec<WorkerId>, partitions: Vec<u32>) {
+        let mut round = 0usize;
+        loop {
             let partitions: Vec<u32> = partitions
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|p| self.syncing.borrow().contains(p))
                 .collect();
             if partitions.is_empty() {
-                continue;
+                return;
             }
-            match self.copy_partitions(source, &partitions).await {
-                Ok(copied) => {
-                    {
-                        let mut syncing = self.syncing.borrow_mut();
-                        for p in &partitions {
-                            syncing.remove(p);
+            // Sources at their addresses in the newest view (a restarted peer has a new
+            // one), plus the current co-replicas.
+            let Some(view) = self.view() else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let addr_of = |id: &WorkerId| {
+                view.peers
+                    .iter()
+                    .find(|p| &p.id == id)
+                    .and_then(|p| p.addr.parse::<SocketAddr>().ok())
+            };
+            let current: BTreeSet<SocketAddr> = partitions
+                .iter()
+                .flat_map(|&p| self.replica_addrs(&view, p))
+                .collect();
+            let mut round_sources: Vec<SocketAddr> = sources.iter().filter_map(addr_of).collect();
+            for a in &current {
+                if !round_sources.contains(a) {
+                    round_sources.push(*a);
+                }
+            }
+            let this: &DhtService = &self;
+            let attempts = round_sources.iter().map(|source| {
+                let parts = partitions.clone();
+                async move { (*source, this.copy_partitions(*source, &parts).await) }
+            });
+            let mut copied = 0usize;
+            let (mut complete, mut partial) = (0usize, 0usize);
+            let mut current_answered = 0usize;
+            for (source, result) in crate::join::join_all(attempts.collect()).await {
+                match result {
+                    Ok((n, is_partial)) => {
+                        if is_partial {
+                            partial += 1;
+                        } else {
+                            complete += 1;
                         }
+                        if current.contains(&source) {
+                            current_answered += 1;
+                        }
+                        copied += n;
                     }
-                    // What this node had before (a restart, an earlier ownership) may be
-                    // newer than what its co-replicas hold: push it to them.
-                    if let Some(view) = self.view() {
-                        for &p in &partitions {
-                            if self.store.partition_len(PartitionId(p)) > 0 {
-                                let targets = self.replica_addrs(&view, p);
-                                if let Err(e) = self.push_partition(p, &targets).await {
-                                    tracing::debug!(partition = p, error = %e, "pushing local data to co-replicas failed");
-                                }
+                    Err(e) => {
+                        tracing::debug!(%source, error = %e, "handoff: source did not answer");
+                    }
+                }
+            }
+            // Caught up once a source with a complete copy answered, or when every current
+            // co-replica answered but all are catching up too (every replica restarted at
+            // once: each has its own durable data, and together they have everything).
+            let answered = complete + partial;
+            if complete > 0 || (!current.is_empty() && current_answered == current.len()) {
+                {
+                    let mut syncing = self.syncing.borrow_mut();
+                    for p in &partitions {
+                        syncing.remove(p);
+                    }
+                }
+                // What this node had before (a restart, an earlier ownership) may be
+                // newer than what its co-replicas hold: push it to them.
+                if let Some(view) = self.view() {
+                    for &p in &partitions {
+                        if self.store.partition_len(PartitionId(p)) > 0 {
+                            let targets = self.replica_addrs(&view, p);
+                            if let Err(e) = self.push_partition(p, &targets).await {
+                                tracing::debug!(partition = p, error = %e, "pushing local data to co-replicas failed");
                             }
                         }
                     }
-                    tracing::info!(%source, partitions = partitions.len(), entries = copied, "handoff: caught up");
                 }
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(%source, error = %e, attempt, "handoff: source failed, trying another");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt.min(10) as u64)).await;
-                    let mut regrouped: BTreeMap<SocketAddr, Vec<u32>> = BTreeMap::new();
-                    for p in partitions {
-                        let srcs = sources_of.get(&p).cloned().unwrap_or_default();
-                        let next = srcs
-                            .iter()
-                            .position(|a| *a == source)
-                            .map(|i| srcs[(i + 1) % srcs.len()])
-                            .unwrap_or(source);
-                        regrouped.entry(next).or_default().push(p);
-                    }
-                    pending.extend(regrouped);
-                }
+                tracing::info!(
+                    partitions = partitions.len(),
+                    sources = answered,
+                    entries = copied,
+                    "handoff: caught up"
+                );
+                return;
             }
+            round += 1;
+            tracing::warn!(
+                partitions = partitions.len(),
+                round,
+                "handoff: no source answered; retrying"
+            );
+            tokio::time::sleep(Duration::from_millis(200 * round.min(10) as u64)).await;
         }
     }
 
+    /// Copies the partitions from `source`: entries copied, and whether the source said
+    /// its copy may be incomplete (it is catching up itself).
     async fn copy_partitions(
         &self,
         source: SocketAddr,
         partitions: &[u32],
-    ) -> Result<usize, DhtError> {
-        let mut after = None;
+    ) -> Result<(usize, bool), DhtError> {
+        let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
+        let mut after: Option<(u32, Vec<u8>)> = None;
         let mut copied = 0;
+        let mut any_partial = false;
         loop {
             let req = DhtRequest::Fetch {
                 partitions: partitions.to_vec(),
-                after: after.take(),
+                after: after.clone(),
                 max_bytes: PAGE_BYTES,
             };
             match self.peers.call(source, &req).await? {
-                DhtResponse::Page { entries, next } => {
+                DhtResponse::Page {
+                    entries,
+                    next,
+                    partial,
+                } => {
+                    any_partial |= partial;
                     copied += entries.len();
+                    // Only what was asked for, and a cursor that moves forward.
+                    if entries.iter().any(|(p, _, _)| !wanted.contains(p)) {
+                        return Err(DhtError::Peer(format!(
+                            "{source} sent partitions it was not asked for"
+                        )));
+                    }
+                    if let (Some(prev), Some(cur)) = (&after, &next) {
+                        if cur <= prev {
+                            return Err(DhtError::Peer(format!(
+                                "{source} sent a cursor that does not advance"
+                            )));
+                        }
+                    }
+                    let cursor = next.clone();
                     if !entries.is_empty() {
                         let writes = entries
                             .into_iter()
@@ -794,9 +885,9 @@ impl DhtService {
                             .collect();
                         self.store_write(writes).await?;
                     }
-                    match next {
-                        Some(cursor) => after = Some(cursor),
-                        None => return Ok(copied),
+                    match cursor {
+                        Some(c) => after = Some(c),
+                        None => return Ok((copied, any_partial)),
                     }
                 }
                 other => {
@@ -1021,7 +1112,9 @@ impl WorkerService for DhtService {
             while let Some(req) = recv.recv::<DhtRequest>().await? {
                 let internal = matches!(
                     req,
-                    DhtRequest::Replicate { .. } | DhtRequest::ReadReplica { .. }
+                    DhtRequest::Replicate { .. }
+                        | DhtRequest::ReadReplica { .. }
+                        | DhtRequest::Fetch { .. }
                 );
                 let resp = if internal && !(peer_is_node && hello.role == PeerRole::Worker) {
                     DhtResponse::Error {

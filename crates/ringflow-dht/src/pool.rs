@@ -115,18 +115,24 @@ impl StreamPool {
         }
     }
 
-    async fn call_once(&self, addr: SocketAddr, req: &DhtRequest) -> Result<DhtResponse, DhtError> {
-        let (mut send, mut recv) = self.stream(addr).await?;
+    /// One attempt. `Err((e, true))` means the request never left (safe to retry);
+    /// after it was sent, a retry could apply a write twice.
+    async fn call_once(
+        &self,
+        addr: SocketAddr,
+        req: &DhtRequest,
+    ) -> Result<DhtResponse, (DhtError, bool)> {
+        let (mut send, mut recv) = self.stream(addr).await.map_err(|e| (e, true))?;
         send.send(req)
             .await
-            .map_err(|e| DhtError::Peer(e.to_string()))?;
+            .map_err(|e| (DhtError::Peer(e.to_string()), true))?;
         match recv.recv::<DhtResponse>().await {
             Ok(Some(r)) => {
                 self.give_back(addr, (send, recv));
                 Ok(r)
             }
-            Ok(None) => Err(DhtError::Peer(format!("{addr} closed the stream"))),
-            Err(e) => Err(DhtError::Peer(e.to_string())),
+            Ok(None) => Err((DhtError::Peer(format!("{addr} closed the stream")), false)),
+            Err(e) => Err((DhtError::Peer(e.to_string()), false)),
         }
     }
 
@@ -136,11 +142,12 @@ impl StreamPool {
         let attempt = async {
             match self.call_once(addr, req).await {
                 Ok(r) => Ok(r),
-                Err(first) => {
+                Err((first, true)) => {
                     tracing::debug!(%addr, error = %first, "retrying on a fresh connection");
                     self.forget(addr);
-                    self.call_once(addr, req).await
+                    self.call_once(addr, req).await.map_err(|(e, _)| e)
                 }
+                Err((e, false)) => Err(e),
             }
         };
         match tokio::time::timeout(self.timeout, attempt).await {

@@ -47,7 +47,7 @@ impl Hlc {
         self.last = if physical > self.last {
             physical
         } else {
-            self.last + 1
+            self.last.saturating_add(1)
         };
         Version {
             ts: self.last,

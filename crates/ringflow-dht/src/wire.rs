@@ -81,6 +81,10 @@ pub enum DhtResponse {
         entries: Vec<(u32, Vec<u8>, Entry)>,
         /// Cursor for the next page; `None` when done.
         next: Option<(u32, Vec<u8>)>,
+        /// The sender is itself still catching up on some of these partitions: its copy
+        /// may be incomplete.
+        #[serde(default)]
+        partial: bool,
     },
     /// Replica's entries (None: it has none).
     Entries {
