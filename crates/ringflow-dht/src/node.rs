@@ -656,6 +656,16 @@ impl DhtService {
                 }
                 match this.push_partition(partition, &targets).await {
                     Ok(n) => {
+                        // Ownership may have come back while the push ran: then keep it.
+                        let regained = this.views.borrow().as_ref().is_some_and(|v| {
+                            v.assignment
+                                .partitions_of(&this.me)
+                                .contains(&PartitionId(partition))
+                        });
+                        if regained {
+                            this.pushing.borrow_mut().remove(&partition);
+                            continue;
+                        }
                         if let Err(e) = this.store.drop_partition(PartitionId(partition)) {
                             tracing::warn!(partition, error = %e, "could not forget a handed-over partition");
                         }
