@@ -1,7 +1,6 @@
 //! The Rust client of the DHT: routes each key to its partition's primary, in batches,
 //! following redirects with a refreshed view.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +12,7 @@ use ringflow_ring::PartitionId;
 
 use crate::pool::StreamPool;
 use crate::wire::{DhtRequest, DhtResponse};
-use crate::{DhtError, SlotMap};
+use crate::DhtError;
 
 /// Attempts per batch before giving up on redirects or unreachable primaries.
 const ATTEMPTS: usize = 10;
@@ -70,20 +69,6 @@ impl DhtClient {
             }
         }
         Ok(())
-    }
-
-    /// Groups key indexes by partition.
-    fn by_partition(&self, keys: &[&[u8]]) -> Result<BTreeMap<u32, Vec<usize>>, DhtError> {
-        let view = self.current();
-        let slots = SlotMap::new(view.assignment.config.partitions)?;
-        let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            groups
-                .entry(slots.partition_of_key(k).0)
-                .or_default()
-                .push(i);
-        }
-        Ok(groups)
     }
 
     fn primary_addr(view: &ClusterView, partition: u32) -> Result<SocketAddr, DhtError> {
@@ -187,38 +172,7 @@ impl DhtClient {
     }
 
     async fn write(&self, items: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Vec<bool>, DhtError> {
-        let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_slice()).collect();
-        let groups = self.by_partition(&keys)?;
-        let mut existed = vec![false; items.len()];
-        let requests = groups.into_iter().map(|(partition, idx)| {
-            let batch: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                idx.iter().map(|&i| items[i].clone()).collect();
-            async move {
-                let resp = self
-                    .route(partition, |epoch| DhtRequest::Put {
-                        epoch,
-                        partition,
-                        items: batch.clone(),
-                    })
-                    .await;
-                (idx, resp)
-            }
-        });
-        for (idx, resp) in crate::join::join_all(requests.collect()).await {
-            match resp? {
-                DhtResponse::Written { existed: e } if e.len() == idx.len() => {
-                    for (&i, x) in idx.iter().zip(e) {
-                        existed[i] = x;
-                    }
-                }
-                other => {
-                    return Err(DhtError::Peer(format!(
-                        "unexpected answer to a write: {other:?}"
-                    )))
-                }
-            }
-        }
-        Ok(existed)
+        crate::batch::write(self, items).await
     }
 
     /// Reads many keys, one request per partition; values in the order of `keys`.
@@ -226,38 +180,7 @@ impl DhtClient {
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<Vec<Option<Vec<u8>>>, DhtError> {
-        let keys: Vec<Vec<u8>> = keys.into_iter().map(Into::into).collect();
-        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        let groups = self.by_partition(&refs)?;
-        let mut out = vec![None; keys.len()];
-        let requests = groups.into_iter().map(|(partition, idx)| {
-            let batch: Vec<Vec<u8>> = idx.iter().map(|&i| keys[i].clone()).collect();
-            async move {
-                let resp = self
-                    .route(partition, |epoch| DhtRequest::Get {
-                        epoch,
-                        partition,
-                        keys: batch.clone(),
-                    })
-                    .await;
-                (idx, resp)
-            }
-        });
-        for (idx, resp) in crate::join::join_all(requests.collect()).await {
-            match resp? {
-                DhtResponse::Values { values } if values.len() == idx.len() => {
-                    for (&i, v) in idx.iter().zip(values) {
-                        out[i] = v;
-                    }
-                }
-                other => {
-                    return Err(DhtError::Peer(format!(
-                        "unexpected answer to a read: {other:?}"
-                    )))
-                }
-            }
-        }
-        Ok(out)
+        crate::batch::read(self, keys.into_iter().map(Into::into).collect()).await
     }
 
     /// Closes connections.
@@ -265,5 +188,19 @@ impl DhtClient {
         self.pool.close();
         self.pool.endpoint().shutdown().await;
         self.coordinator.close().await;
+    }
+}
+
+impl crate::batch::Router for DhtClient {
+    fn partition_count(&self) -> Result<u32, DhtError> {
+        Ok(self.current().assignment.config.partitions)
+    }
+
+    async fn send_to_primary(
+        &self,
+        partition: u32,
+        make: impl Fn(u64) -> DhtRequest,
+    ) -> Result<DhtResponse, DhtError> {
+        self.route(partition, make).await
     }
 }

@@ -5,6 +5,7 @@
 //! (write-ahead log with group commit), so replicas converge and stale copies never win.
 //! The primary of each partition coordinates quorum writes and reads.
 
+mod batch;
 pub mod client;
 pub mod error;
 mod join;

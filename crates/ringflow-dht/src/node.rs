@@ -916,73 +916,12 @@ impl DhtService {
         &self,
         items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<Vec<bool>, DhtError> {
-        let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_slice()).collect();
-        let groups = self.group_by_partition(&keys)?;
-        let mut existed = vec![false; items.len()];
-        let requests = groups.into_iter().map(|(partition, idx)| {
-            let batch: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                idx.iter().map(|&i| items[i].clone()).collect();
-            async move {
-                let resp = self
-                    .route(partition, |epoch| DhtRequest::Put {
-                        epoch,
-                        partition,
-                        items: batch.clone(),
-                    })
-                    .await;
-                (idx, resp)
-            }
-        });
-        for (idx, resp) in crate::join::join_all(requests.collect()).await {
-            match resp? {
-                DhtResponse::Written { existed: e } if e.len() == idx.len() => {
-                    for (&i, x) in idx.iter().zip(e) {
-                        existed[i] = x;
-                    }
-                }
-                other => {
-                    return Err(DhtError::Peer(format!(
-                        "unexpected answer to a write: {other:?}"
-                    )))
-                }
-            }
-        }
-        Ok(existed)
+        crate::batch::write(self, items).await
     }
 
     /// Reads from a node that may not own the keys; values in the order of `keys`.
     pub async fn route_get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, DhtError> {
-        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        let groups = self.group_by_partition(&refs)?;
-        let mut out = vec![None; keys.len()];
-        let requests = groups.into_iter().map(|(partition, idx)| {
-            let batch: Vec<Vec<u8>> = idx.iter().map(|&i| keys[i].clone()).collect();
-            async move {
-                let resp = self
-                    .route(partition, |epoch| DhtRequest::Get {
-                        epoch,
-                        partition,
-                        keys: batch.clone(),
-                    })
-                    .await;
-                (idx, resp)
-            }
-        });
-        for (idx, resp) in crate::join::join_all(requests.collect()).await {
-            match resp? {
-                DhtResponse::Values { values } if values.len() == idx.len() => {
-                    for (&i, v) in idx.iter().zip(values) {
-                        out[i] = v;
-                    }
-                }
-                other => {
-                    return Err(DhtError::Peer(format!(
-                        "unexpected answer to a read: {other:?}"
-                    )))
-                }
-            }
-        }
-        Ok(out)
+        crate::batch::read(self, keys).await
     }
 
     /// This worker's id.
@@ -1004,21 +943,6 @@ impl DhtService {
     /// The current view, if the worker has joined.
     pub fn view(&self) -> Option<Arc<ClusterView>> {
         self.views.borrow().clone()
-    }
-
-    fn group_by_partition(&self, keys: &[&[u8]]) -> Result<BTreeMap<u32, Vec<usize>>, DhtError> {
-        let view = self.view().ok_or_else(|| {
-            DhtError::Unavailable("this worker has not joined the cluster yet".into())
-        })?;
-        let slots = crate::SlotMap::new(view.assignment.config.partitions)?;
-        let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            groups
-                .entry(slots.partition_of_key(k).0)
-                .or_default()
-                .push(i);
-        }
-        Ok(groups)
     }
 
     /// Sends one partition's request to its primary (handled here if that is this node),
@@ -1146,5 +1070,23 @@ impl WorkerService for DhtService {
                 tracing::error!(error = %e, "closing the DHT store");
             }
         })
+    }
+}
+
+impl crate::batch::Router for DhtService {
+    fn partition_count(&self) -> Result<u32, DhtError> {
+        self.view()
+            .map(|v| v.assignment.config.partitions)
+            .ok_or_else(|| {
+                DhtError::Unavailable("this worker has not joined the cluster yet".into())
+            })
+    }
+
+    async fn send_to_primary(
+        &self,
+        partition: u32,
+        make: impl Fn(u64) -> DhtRequest,
+    ) -> Result<DhtResponse, DhtError> {
+        self.route(partition, make).await
     }
 }

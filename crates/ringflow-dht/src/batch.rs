@@ -1,0 +1,111 @@
+//! Batched reads and writes, shared by the client and by workers routing for others:
+//! keys grouped by partition, one request per partition, all in flight at once.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::wire::{DhtRequest, DhtResponse};
+use crate::{DhtError, SlotMap};
+
+/// Something that can send a partition's request to the partition's primary.
+pub(crate) trait Router {
+    /// The partition count of the view requests are routed with.
+    fn partition_count(&self) -> Result<u32, DhtError>;
+
+    /// Sends the request `make(epoch)` for `partition` to its primary, following redirects.
+    fn send_to_primary(
+        &self,
+        partition: u32,
+        make: impl Fn(u64) -> DhtRequest,
+    ) -> impl Future<Output = Result<DhtResponse, DhtError>>;
+}
+
+/// Key indexes grouped by partition.
+fn group<R: Router>(r: &R, keys: &[&[u8]]) -> Result<BTreeMap<u32, Vec<usize>>, DhtError> {
+    let slots = SlotMap::new(r.partition_count()?)?;
+    let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        groups
+            .entry(slots.partition_of_key(k).0)
+            .or_default()
+            .push(i);
+    }
+    Ok(groups)
+}
+
+/// Writes (value `None` deletes); per item, whether a value existed before.
+pub(crate) async fn write<R: Router>(
+    r: &R,
+    items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) -> Result<Vec<bool>, DhtError> {
+    let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_slice()).collect();
+    let groups = group(r, &keys)?;
+    let mut existed = vec![false; items.len()];
+    let requests = groups.into_iter().map(|(partition, idx)| {
+        let batch: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            idx.iter().map(|&i| items[i].clone()).collect();
+        async move {
+            let resp = r
+                .send_to_primary(partition, |epoch| DhtRequest::Put {
+                    epoch,
+                    partition,
+                    items: batch.clone(),
+                })
+                .await;
+            (idx, resp)
+        }
+    });
+    for (idx, resp) in crate::join::join_all(requests.collect()).await {
+        match resp? {
+            DhtResponse::Written { existed: e } if e.len() == idx.len() => {
+                for (&i, x) in idx.iter().zip(e) {
+                    existed[i] = x;
+                }
+            }
+            other => {
+                return Err(DhtError::Peer(format!(
+                    "unexpected answer to a write: {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(existed)
+}
+
+/// Reads; values in the order of `keys`.
+pub(crate) async fn read<R: Router>(
+    r: &R,
+    keys: Vec<Vec<u8>>,
+) -> Result<Vec<Option<Vec<u8>>>, DhtError> {
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let groups = group(r, &refs)?;
+    let mut out = vec![None; keys.len()];
+    let requests = groups.into_iter().map(|(partition, idx)| {
+        let batch: Vec<Vec<u8>> = idx.iter().map(|&i| keys[i].clone()).collect();
+        async move {
+            let resp = r
+                .send_to_primary(partition, |epoch| DhtRequest::Get {
+                    epoch,
+                    partition,
+                    keys: batch.clone(),
+                })
+                .await;
+            (idx, resp)
+        }
+    });
+    for (idx, resp) in crate::join::join_all(requests.collect()).await {
+        match resp? {
+            DhtResponse::Values { values } if values.len() == idx.len() => {
+                for (&i, v) in idx.iter().zip(values) {
+                    out[i] = v;
+                }
+            }
+            other => {
+                return Err(DhtError::Peer(format!(
+                    "unexpected answer to a read: {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
