@@ -495,3 +495,16 @@ pub fn tail(path: &Path, n: usize) -> String {
 pub fn member<'a>(s: &'a ClusterStatus, id: &str) -> Option<&'a MemberStatus> {
     s.members.iter().find(|m| m.id.0 == id)
 }
+
+/// Deterministic pseudo-random bytes (xorshift), for garbage inputs.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

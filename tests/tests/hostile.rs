@@ -5,19 +5,7 @@ use std::net::UdpSocket;
 
 use ringflow_net::{Endpoint, NetConfig, TlsIdentity};
 use ringflow_proto::{encode_frame, ControlMsg, Hello, HelloReply, PeerRole, DEFAULT_MAX_FRAME};
-use ringflow_tests::{ClusterOpts, MemberState, TestCluster};
-
-fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use ringflow_tests::{pseudo_random, ClusterOpts, MemberState, TestCluster};
 
 #[test]
 fn garbage_does_not_crash_any_node() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redis::{Commands, Value};
 use ringflow_dht::DhtClient;
 use ringflow_net::TlsIdentity;
-use ringflow_tests::{ringflow, ClusterOpts, TestCluster};
+use ringflow_tests::{pseudo_random, ringflow, ClusterOpts, TestCluster};
 
 fn start() -> (TestCluster, BTreeMap<String, SocketAddr>) {
     let c = TestCluster::start(ClusterOpts {
@@ -270,18 +270,6 @@ fn exchange(addr: SocketAddr, bytes: &[u8], close_write: bool) -> (Vec<u8>, bool
         }
     }
     (out, false)
-}
-
-fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]
