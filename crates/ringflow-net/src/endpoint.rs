@@ -196,16 +196,7 @@ impl Endpoint {
                     addr,
                     reason: e.to_string(),
                 })?;
-        let after = self.shared.timeout;
-        let conn = tokio::time::timeout(after, connecting)
-            .await
-            .map_err(|_| NetError::Timeout { addr, after })?
-            .map_err(|e| NetError::Handshake {
-                addr,
-                reason: describe_connection_error(&e),
-            })?;
-        tracing::debug!(%addr, id = conn.stable_id(), "connected");
-        Ok(Connection::new(conn, &self.shared))
+        finish_handshake(connecting, addr, &self.shared, "connected").await
     }
 
     /// Closes every connection and the endpoint, then waits (bounded by
@@ -257,16 +248,7 @@ impl Incoming {
             addr,
             reason: describe_connection_error(&e),
         })?;
-        let after = self.shared.timeout;
-        let conn = tokio::time::timeout(after, connecting)
-            .await
-            .map_err(|_| NetError::Timeout { addr, after })?
-            .map_err(|e| NetError::Handshake {
-                addr,
-                reason: describe_connection_error(&e),
-            })?;
-        tracing::debug!(%addr, id = conn.stable_id(), "accepted");
-        Ok(Connection::new(conn, &self.shared))
+        finish_handshake(connecting, addr, &self.shared, "accepted").await
     }
 
     /// Refuses the attempt without a handshake.
@@ -417,4 +399,23 @@ fn closed_cleanly(e: &ConnectionError) -> bool {
 
 fn lost(e: ConnectionError) -> NetError {
     NetError::ConnectionLost(describe_connection_error(&e))
+}
+
+/// Completes a TLS handshake (either side) within the idle timeout.
+async fn finish_handshake(
+    connecting: quinn::Connecting,
+    addr: SocketAddr,
+    shared: &Shared,
+    what: &'static str,
+) -> Result<Connection, NetError> {
+    let after = shared.timeout;
+    let conn = tokio::time::timeout(after, connecting)
+        .await
+        .map_err(|_| NetError::Timeout { addr, after })?
+        .map_err(|e| NetError::Handshake {
+            addr,
+            reason: describe_connection_error(&e),
+        })?;
+    tracing::debug!(%addr, id = conn.stable_id(), "{what}");
+    Ok(Connection::new(conn, shared))
 }

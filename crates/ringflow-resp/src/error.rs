@@ -70,6 +70,17 @@ impl RespError {
 
 /// A byte shown in an error message: printable ASCII as itself, anything else as `\xHH`,
 /// so that a message never carries a raw control byte.
+/// Keeps the first error, so that a failed parser keeps failing the same way.
+pub(crate) fn remember<T>(
+    failed: &mut Option<RespError>,
+    res: Result<T, RespError>,
+) -> Result<T, RespError> {
+    if let Err(e) = &res {
+        *failed = Some(e.clone());
+    }
+    res
+}
+
 pub(crate) fn show_byte(b: u8) -> String {
     if b.is_ascii_graphic() || b == b' ' {
         char::from(b).to_string()

@@ -86,10 +86,7 @@ impl ReplyParser {
             return Err(e.clone());
         }
         let res = self.parse();
-        if let Err(e) = &res {
-            self.failed = Some(e.clone());
-        }
-        res
+        crate::error::remember(&mut self.failed, res)
     }
 
     /// Unparsed bytes held.

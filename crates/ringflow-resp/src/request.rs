@@ -144,10 +144,7 @@ impl RequestParser {
             return Err(e.clone());
         }
         let res = self.parse();
-        if let Err(e) = &res {
-            self.failed = Some(e.clone());
-        }
-        res
+        crate::error::remember(&mut self.failed, res)
     }
 
     /// Bytes received and not yet returned as a command: unparsed bytes plus those of the
