@@ -9,7 +9,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# The binary the integration tests spawn, built once up front.
-cargo build --workspace --bins --locked
+# The binaries the integration tests spawn (ringflow and the custom-worker example),
+# built once up front with the workspace's features.
+cargo build --workspace --bins --examples --locked
 export RINGFLOW_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/ringflow"
+export RINGFLOW_EXAMPLES_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug/examples"
 cargo test --workspace --locked "$@"

@@ -12,7 +12,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use ringflow_proto::{ClusterStatus, MemberState, MemberStatus, NodeInfo};
+pub use ringflow_proto::{
+    ClusterStatus, JobInfo, JobState, MemberState, MemberStatus, NodeInfo, VertexStatus,
+};
 
 /// Generous deadline for anything a cluster should do "soon" on a slow, busy machine.
 pub const DEADLINE: Duration = Duration::from_secs(90);
@@ -49,6 +51,46 @@ pub fn ringflow_bin() -> &'static Path {
         assert!(bin.exists(), "{} missing after build", bin.display());
         bin
     })
+}
+
+/// Path of an example binary of `ringflow-examples` (e.g. a custom worker), built once
+/// per test process with the same profile as the tests.
+pub fn example_bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<BTreeMap<String, PathBuf>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    // scripts/test.sh builds every example up front with the workspace's features;
+    // building one package alone here would rebuild its dependencies with other
+    // features while the other tests run.
+    if let Some(dir) = std::env::var_os("RINGFLOW_EXAMPLES_DIR") {
+        let bin = PathBuf::from(dir).join(name);
+        if bin.exists() {
+            built.insert(name.to_string(), bin.clone());
+            return bin;
+        }
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "ringflow-examples", "--example", name]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("running cargo build for an example");
+    assert!(status.success(), "cargo build of example {name} failed");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(bin.exists(), "{} missing after build", bin.display());
+    built.insert(name.to_string(), bin.clone());
+    bin
 }
 
 /// Runs the `ringflow` CLI to completion.
@@ -94,6 +136,8 @@ pub struct ClusterOpts {
     pub failure_timeout_ms: u64,
     /// Start workers with `--resp-listen 127.0.0.1:0` (the Redis-compatible port).
     pub resp: bool,
+    /// Run workers from this executable (a custom worker binary) instead of `ringflow`.
+    pub worker_bin: Option<PathBuf>,
 }
 
 impl Default for ClusterOpts {
@@ -105,6 +149,19 @@ impl Default for ClusterOpts {
             heartbeat_ms: 200,
             failure_timeout_ms: 2000,
             resp: false,
+            worker_bin: None,
+        }
+    }
+}
+
+impl ClusterOpts {
+    /// Options for clusters that run jobs: heavy operators share this machine's few cores
+    /// with every other test, so failure detection is given more slack (a job fails, by
+    /// design, when one of its workers is declared dead).
+    pub fn for_jobs() -> Self {
+        Self {
+            failure_timeout_ms: 10_000,
+            ..Self::default()
         }
     }
 }
@@ -237,6 +294,10 @@ impl TestCluster {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> NodeProc {
+        self.spawn_bin(ringflow_bin(), name, args)
+    }
+
+    fn spawn_bin(&self, bin: &Path, name: &str, args: &[String]) -> NodeProc {
         let logs = self.dir.path().join("logs");
         std::fs::create_dir_all(&logs).expect("logs dir");
         let log = logs.join(format!("{name}.log"));
@@ -250,7 +311,7 @@ impl TestCluster {
         let _ = std::fs::remove_file(&addr_file);
         let mut full: Vec<String> = args.to_vec();
         full.extend(["--addr-file".into(), addr_file.display().to_string()]);
-        let child = Command::new(ringflow_bin())
+        let child = Command::new(bin)
             .args(&full)
             .env(
                 "RUST_LOG",
@@ -361,7 +422,10 @@ impl TestCluster {
             args.extend(["--resp-listen".to_string(), "127.0.0.1:0".to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let node = self.spawn(id, &args);
+        let node = match &self.opts.worker_bin {
+            Some(bin) => self.spawn_bin(bin, id, &args),
+            None => self.spawn(id, &args),
+        };
         self.workers.insert(id.to_string(), node);
     }
 
@@ -411,6 +475,69 @@ impl TestCluster {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
         serde_json::from_slice(&out.stdout).map_err(|e| format!("bad node JSON: {e}"))
+    }
+
+    /// Writes `spec` (TOML) to a file and submits it with `ringflow job submit`: the job
+    /// id, or the CLI's stderr when the job was refused.
+    pub fn submit_job(&self, spec: &str) -> Result<String, String> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.path().join(format!("job-{n}.toml"));
+        std::fs::write(&path, spec).expect("writing the job spec");
+        let mut args = vec![
+            "job".to_string(),
+            "submit".into(),
+            path.display().to_string(),
+        ];
+        args.extend(self.client_args());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ringflow(&refs);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `ringflow job status ID --json`.
+    pub fn job(&self, id: &str) -> Result<JobInfo, String> {
+        let mut args = vec![
+            "job".to_string(),
+            "status".into(),
+            id.to_string(),
+            "--json".into(),
+        ];
+        args.extend(self.client_args());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ringflow(&refs);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("bad job JSON: {e}"))
+    }
+
+    /// Polls a job until `cond` holds; panics with diagnostics after [`DEADLINE`].
+    pub fn wait_job(&self, id: &str, what: &str, cond: impl Fn(&JobInfo) -> bool) -> JobInfo {
+        let deadline = Instant::now() + DEADLINE;
+        let mut last = Err("no status yet".to_string());
+        while Instant::now() < deadline {
+            last = self.job(id);
+            if let Ok(j) = &last {
+                if cond(j) {
+                    return j.clone();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "timed out waiting for job {id}: {what}\nlast: {last:#?}\n{}",
+            self.logs_tail(30)
+        );
+    }
+
+    /// Waits until the job is in a terminal state and returns it.
+    pub fn wait_job_end(&self, id: &str) -> JobInfo {
+        self.wait_job(id, "a terminal state", |j| j.state.is_terminal())
     }
 
     /// Polls the status until `cond` holds; panics with diagnostics after [`DEADLINE`].
@@ -507,4 +634,43 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+impl TestCluster {
+    /// Starts the coordinator like [`TestCluster::start_coordinator`], with extra flags
+    /// appended (e.g. `--config FILE`; flags of the harness override the file).
+    pub fn start_coordinator_with(&mut self, extra: &[&str]) {
+        assert!(self.coordinator.is_none(), "coordinator already running");
+        let listen = match self.coord_addr {
+            Some(a) => a.to_string(),
+            None => "127.0.0.1:0".to_string(),
+        };
+        let d = self.dir.path();
+        let mut args: Vec<String> = [
+            "coordinator",
+            "--listen",
+            &listen,
+            "--data-dir",
+            &d.join("coordinator").display().to_string(),
+            "--certs",
+            &self.certs_dir().display().to_string(),
+            "--name",
+            "coordinator",
+            "--partitions",
+            &self.opts.partitions.to_string(),
+            "--replication",
+            &self.opts.replication.to_string(),
+            "--heartbeat-interval-ms",
+            &self.opts.heartbeat_ms.to_string(),
+            "--failure-timeout-ms",
+            &self.opts.failure_timeout_ms.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let node = self.spawn("coordinator", &args);
+        self.coord_addr = Some(node.addr);
+        self.coordinator = Some(node);
+    }
 }

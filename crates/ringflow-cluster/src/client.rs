@@ -3,11 +3,58 @@
 use std::time::Duration;
 
 use ringflow_net::{Connection, Endpoint, FramedRecv, FramedSend, NetConfig, TlsIdentity};
-use ringflow_proto::{ClusterStatus, ClusterView, ControlMsg, NodeInfo, PeerRole};
+use ringflow_proto::{
+    ClientPort, ClusterStatus, ClusterView, ControlMsg, JobInfo, JobSubmit, NodeInfo, PeerRole,
+    StreamOpen,
+};
+use ringflow_stream::wire::DataFrame;
 
 use crate::runtime::open_stream;
 use crate::worker::session_resolve;
 use crate::ClusterError;
+
+/// A client's stream to one client port of a job (see `source.client` / `sink.client`).
+pub struct PortStream {
+    send: FramedSend,
+    recv: FramedRecv,
+}
+
+impl PortStream {
+    /// Sends one encoded batch (the port type's codec) of `records` records; waits while
+    /// the job is behind (QUIC flow control).
+    pub async fn push(&mut self, bytes: Vec<u8>, records: u32) -> Result<(), ClusterError> {
+        self.send
+            .send(&DataFrame::Batch { records, bytes })
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Ends the input of this source instance.
+    pub async fn finish(mut self) -> Result<(), ClusterError> {
+        self.send.send(&DataFrame::End).await?;
+        let _ = self.send.finish();
+        // Wait until the worker has taken everything (it closes its side after the end).
+        let _ = self.recv.recv::<DataFrame>().await;
+        Ok(())
+    }
+
+    /// The next encoded batch from a sink instance, or `None` at its end.
+    pub async fn pull(&mut self) -> Result<Option<Vec<u8>>, ClusterError> {
+        loop {
+            match self.recv.recv::<DataFrame>().await? {
+                Some(DataFrame::Batch { bytes, .. }) => return Ok(Some(bytes)),
+                Some(DataFrame::End) => return Ok(None),
+                Some(DataFrame::Idle) | None => {
+                    return Err(ClusterError::Refused(
+                        "the job's client sink is gone (job failed, cancelled, or already read)"
+                            .into(),
+                    ))
+                }
+                Some(_) => continue,
+            }
+        }
+    }
+}
 
 /// A connection to one node of the cluster (usually the coordinator).
 pub struct ClusterClient {
@@ -36,6 +83,14 @@ impl ClusterClient {
     }
 
     async fn request(&self, msg: &ControlMsg) -> Result<ControlMsg, ClusterError> {
+        self.request_within(msg, self.timeout).await
+    }
+
+    async fn request_within(
+        &self,
+        msg: &ControlMsg,
+        timeout: Duration,
+    ) -> Result<ControlMsg, ClusterError> {
         let fut = async {
             let (mut send, mut recv) =
                 open_stream(&self.conn, PeerRole::Client, None, &self.cluster).await?;
@@ -48,8 +103,8 @@ impl ClusterClient {
             let _ = send.finish();
             Ok(reply)
         };
-        tokio::time::timeout(self.timeout, fut).await.map_err(|_| {
-            ClusterError::Timeout(format!("no reply within {} s", self.timeout.as_secs()))
+        tokio::time::timeout(timeout, fut).await.map_err(|_| {
+            ClusterError::Timeout(format!("no reply within {} s", timeout.as_secs()))
         })?
     }
 
@@ -86,6 +141,96 @@ impl ClusterClient {
             None,
             &self.cluster,
             service,
+        )
+        .await
+    }
+
+    /// Submits a stream job (its spec as JSON); the coordinator answers once every
+    /// worker has validated and built its part. A refusal names the vertex at fault.
+    pub async fn submit_job(&self, spec_json: String) -> Result<JobInfo, ClusterError> {
+        let msg = ControlMsg::JobSubmit(JobSubmit { spec_json });
+        match self.request_within(&msg, Duration::from_secs(120)).await? {
+            ControlMsg::Job(j) => Ok(j),
+            ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
+        }
+    }
+
+    /// One job's status.
+    pub async fn job(&self, id: &str) -> Result<JobInfo, ClusterError> {
+        self.job_request(&ControlMsg::JobStatusRequest { id: id.into() })
+            .await
+    }
+
+    /// Cancels a job.
+    pub async fn cancel_job(&self, id: &str) -> Result<JobInfo, ClusterError> {
+        self.job_request(&ControlMsg::JobCancel { id: id.into() })
+            .await
+    }
+
+    /// Every job the coordinator knows.
+    pub async fn jobs(&self) -> Result<Vec<JobInfo>, ClusterError> {
+        match self.request(&ControlMsg::JobList).await? {
+            ControlMsg::Jobs(j) => Ok(j),
+            ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
+        }
+    }
+
+    async fn job_request(&self, msg: &ControlMsg) -> Result<JobInfo, ClusterError> {
+        match self.request(msg).await? {
+            ControlMsg::Job(j) => Ok(j),
+            ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
+        }
+    }
+
+    /// Opens a push stream to a `source.client` instance of a running job on the worker
+    /// at `addr` (from the view); send batches with [`PortStream::push`].
+    pub async fn push_port(
+        &self,
+        addr: std::net::SocketAddr,
+        port: ClientPort,
+    ) -> Result<PortStream, ClusterError> {
+        let (mut send, mut recv) = self.worker_stream(addr).await?;
+        send.send(&StreamOpen::Push(port)).await?;
+        match recv.recv::<DataFrame>().await? {
+            Some(DataFrame::Credit(_)) => Ok(PortStream { send, recv }),
+            _ => Err(ClusterError::Refused(
+                "the job has no such client source here (ended, or not yet running)".into(),
+            )),
+        }
+    }
+
+    /// Opens a pull stream from a `sink.client` instance of a running job; read batches
+    /// with [`PortStream::pull`].
+    pub async fn pull_port(
+        &self,
+        addr: std::net::SocketAddr,
+        port: ClientPort,
+    ) -> Result<PortStream, ClusterError> {
+        let (mut send, recv) = self.worker_stream(addr).await?;
+        send.send(&StreamOpen::Pull(port)).await?;
+        Ok(PortStream { send, recv })
+    }
+
+    async fn worker_stream(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<(FramedSend, FramedRecv), ClusterError> {
+        let conn = self.endpoint.connect(addr).await?;
+        crate::runtime::open_service_stream(
+            &conn,
+            PeerRole::Client,
+            None,
+            &self.cluster,
+            crate::stream::SERVICE,
         )
         .await
     }

@@ -44,6 +44,9 @@ pub struct CoordinatorConfig {
     pub recovery_grace_ms: u64,
     /// Largest accepted frame, in bytes.
     pub max_frame: usize,
+    /// HTTP address serving Prometheus metrics at `/metrics` (TCP; port 0 picks a free
+    /// port, written to `data_dir/metrics.addr`); off when unset. Not authenticated.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for CoordinatorConfig {
@@ -62,6 +65,7 @@ impl Default for CoordinatorConfig {
             failure_timeout_ms: 3000,
             recovery_grace_ms: 10_000,
             max_frame: ringflow_proto::DEFAULT_MAX_FRAME,
+            metrics_listen: None,
         }
     }
 }
@@ -154,6 +158,9 @@ pub struct WorkerConfig {
     pub tls: TlsConfig,
     /// Largest accepted frame, in bytes.
     pub max_frame: usize,
+    /// HTTP address serving Prometheus metrics at `/metrics` (TCP; port 0 picks a free
+    /// port, written to `data_dir/metrics.addr`); off when unset. Not authenticated.
+    pub metrics_listen: Option<SocketAddr>,
     /// The distributed hash table.
     pub dht: DhtSettings,
 }
@@ -173,6 +180,7 @@ impl Default for WorkerConfig {
                 name: "worker-1".into(),
             },
             max_frame: ringflow_proto::DEFAULT_MAX_FRAME,
+            metrics_listen: None,
             dht: DhtSettings::default(),
         }
     }
@@ -201,6 +209,13 @@ impl WorkerConfig {
                 "dht.max_key + dht.max_value + 1 MiB ({largest}) must not exceed max_frame ({})",
                 self.max_frame
             )));
+        }
+        if let (Some(m), Some(r)) = (self.metrics_listen, self.dht.resp_listen) {
+            if m == r && m.port() != 0 {
+                return Err(ClusterError::Config(format!(
+                    "metrics_listen and dht.resp_listen are both {m}"
+                )));
+            }
         }
         Ok(())
     }
@@ -253,6 +268,29 @@ mod tests {
             ..Default::default()
         };
         assert!(w.validate().is_err());
+        let same = SocketAddr::from(([127, 0, 0, 1], 9400));
+        let w = WorkerConfig {
+            metrics_listen: Some(same),
+            dht: DhtSettings {
+                resp_listen: Some(same),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(w.validate().is_err());
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_read_from_the_file() {
+        assert_eq!(WorkerConfig::default().metrics_listen, None);
+        assert_eq!(CoordinatorConfig::default().metrics_listen, None);
+        let w = toml_like("metrics_listen = \"127.0.0.1:0\"\n").unwrap();
+        assert_eq!(
+            w.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
+        w.validate().unwrap();
+        assert!(toml_like("metrics_listen = \"not an address\"\n").is_err());
     }
 
     #[test]

@@ -5,14 +5,19 @@
 //! they were sent. Decisions live in sans-IO cores (`now` passed in), wrapped by actix
 //! actors; the QUIC endpoint runs on its own Arbiter so the control plane never waits
 //! behind other work.
+//!
+//! With `metrics_listen` set, a node also serves Prometheus metrics over HTTP
+//! ([`metrics`]).
 
 pub mod client;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod metrics;
 mod persist;
 mod runtime;
 pub mod service;
+pub mod stream;
 pub mod worker;
 
 pub use client::ClusterClient;

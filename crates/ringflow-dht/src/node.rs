@@ -10,8 +10,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ringflow_cluster::{ClusterError, LocalFuture, ServiceContext, ServiceFactory, WorkerService};
 use ringflow_net::{Connection, FramedRecv, FramedSend};
@@ -54,6 +54,8 @@ impl Default for DhtConfig {
 /// A factory for [`ringflow_cluster::WorkerHandle::start_with`].
 pub fn service(cfg: DhtConfig) -> ServiceFactory {
     Box::new(move |ctx: ServiceContext| {
+        // Export every request series (at zero) from the start.
+        let _ = metrics();
         let dir = ctx.data_dir.join("dht");
         let store = Store::open(StoreOptions {
             max_key: cfg.max_key,
@@ -107,6 +109,79 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
         }
         Ok(service as Rc<dyn WorkerService>)
     })
+}
+
+/// Request kinds as the `op` label says them, indexed by [`op_index`].
+const OPS: [&str; 5] = ["put", "get", "replicate", "read_replica", "fetch"];
+/// Answers as the `outcome` label says them, indexed by [`outcome_index`].
+const OUTCOMES: [&str; 4] = ["ok", "moved", "unavailable", "error"];
+
+fn op_index(req: &DhtRequest) -> usize {
+    match req {
+        DhtRequest::Put { .. } => 0,
+        DhtRequest::Get { .. } => 1,
+        DhtRequest::Replicate { .. } => 2,
+        DhtRequest::ReadReplica { .. } => 3,
+        DhtRequest::Fetch { .. } => 4,
+    }
+}
+
+fn outcome_index(resp: &DhtResponse) -> usize {
+    match resp {
+        DhtResponse::Written { .. }
+        | DhtResponse::Values { .. }
+        | DhtResponse::Replicated
+        | DhtResponse::Page { .. }
+        | DhtResponse::Entries { .. } => 0,
+        DhtResponse::Moved { .. } => 1,
+        DhtResponse::Unavailable { .. } => 2,
+        DhtResponse::Error { .. } => 3,
+    }
+}
+
+/// Handles on the DHT's metrics (`ringflow_dht_*`), every series created up front.
+struct DhtMetrics {
+    requests: [[ringflow_metrics::Counter; OUTCOMES.len()]; OPS.len()],
+    seconds: [ringflow_metrics::Histogram; OPS.len()],
+}
+
+fn metrics() -> &'static DhtMetrics {
+    static M: OnceLock<DhtMetrics> = OnceLock::new();
+    M.get_or_init(|| {
+        let r = ringflow_metrics::global();
+        let requests = r.counter(
+            "ringflow_dht_requests_total",
+            "DHT requests handled by this worker, by operation and outcome.",
+            ["op", "outcome"],
+        );
+        let seconds = r.histogram(
+            "ringflow_dht_request_seconds",
+            "Time this worker spent handling a DHT request (quorum waits included), by operation.",
+            ["op"],
+            ringflow_metrics::LATENCY_BUCKETS,
+        );
+        DhtMetrics {
+            requests: std::array::from_fn(|op| {
+                std::array::from_fn(|outcome| requests.with([OPS[op], OUTCOMES[outcome]]))
+            }),
+            seconds: std::array::from_fn(|op| seconds.with([OPS[op]])),
+        }
+    })
+}
+
+impl DhtMetrics {
+    fn record(&self, op: usize, resp: &DhtResponse, elapsed: Duration) {
+        if let Some(c) = self
+            .requests
+            .get(op)
+            .and_then(|row| row.get(outcome_index(resp)))
+        {
+            c.inc();
+        }
+        if let Some(h) = self.seconds.get(op) {
+            h.observe_duration(elapsed);
+        }
+    }
 }
 
 fn unexpected(r: DhtResponse) -> DhtError {
@@ -179,6 +254,27 @@ impl DhtService {
         })
     }
 
+    fn current_epoch(&self) -> u64 {
+        self.views.borrow().as_ref().map_or(0, |v| v.epoch())
+    }
+
+    /// Whether replica traffic for `partition` from `sender` (routed with `epoch`) must be
+    /// refused: see [`crate::wire::fenced_out`].
+    fn fences(&self, partition: u32, epoch: u64, sender: &str) -> bool {
+        let Some(view) = self.views.borrow().clone() else {
+            return false;
+        };
+        let p = PartitionId(partition);
+        let replicas = view.assignment.replicas(p);
+        crate::wire::fenced_out(
+            view.epoch(),
+            replicas.first().map(|w| w.as_str()),
+            replicas.iter().any(|w| **w == self.me),
+            epoch,
+            sender,
+        )
+    }
+
     fn moved(&self, partition: u32) -> DhtResponse {
         let view = self.views.borrow().clone();
         let (epoch, primary) = match &view {
@@ -248,14 +344,41 @@ impl DhtService {
             };
         }
         let p = PartitionId(partition);
+        // A primary still catching up on this partition may lack the newest versions:
+        // learn them from the other replicas first, so the new versions stamped below
+        // supersede every version an earlier primary wrote.
+        let mut remote_live: Vec<bool> = vec![false; items.len()];
+        if self.syncing.borrow().contains(&partition) && !place.others.is_empty() {
+            let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
+            let req = DhtRequest::ReadReplica {
+                partition,
+                keys,
+                epoch: place.epoch,
+                from: self.me.0.clone(),
+            };
+            for addr in place.others.iter().copied() {
+                if let Ok(Ok(DhtResponse::Entries { entries })) =
+                    tokio::time::timeout(self.cfg.replica_timeout, self.peers.call(addr, &req))
+                        .await
+                {
+                    let mut hlc = self.hlc.borrow_mut();
+                    for (i, e) in entries.iter().enumerate().take(items.len()) {
+                        if let Some(e) = e {
+                            hlc.observe(e.version);
+                            remote_live[i] |= e.value.is_some();
+                        }
+                    }
+                }
+            }
+        }
         let mut existed = Vec::with_capacity(items.len());
         let mut writes = Vec::with_capacity(items.len());
         let now = now_ms();
         {
             let mut hlc = self.hlc.borrow_mut();
-            for (key, value) in items {
+            for (i, (key, value)) in items.into_iter().enumerate() {
                 let current = self.store.get(p, &key);
-                existed.push(current.as_ref().is_some_and(|e| e.value.is_some()));
+                existed.push(current.as_ref().is_some_and(|e| e.value.is_some()) || remote_live[i]);
                 if let Some(c) = &current {
                     hlc.observe(c.version);
                 }
@@ -279,11 +402,19 @@ impl DhtService {
         let req = Rc::new(DhtRequest::Replicate {
             partition,
             writes: replicated,
+            epoch: place.epoch,
+            from: self.me.0.clone(),
         });
+        let newer_view = Rc::new(std::cell::Cell::new(0u64));
         for addr in place.others {
             let (peers, req, tx) = (self.peers.clone(), req.clone(), tx.clone());
+            let newer_view = newer_view.clone();
             tokio::task::spawn_local(async move {
-                let ok = matches!(peers.call(addr, &req).await, Ok(DhtResponse::Replicated));
+                let r = peers.call(addr, &req).await;
+                let ok = matches!(r, Ok(DhtResponse::Replicated));
+                if let Ok(DhtResponse::Moved { epoch, .. }) = r {
+                    newer_view.set(newer_view.get().max(epoch));
+                }
                 if !ok {
                     tracing::warn!(%addr, partition, "replica did not store a write");
                 }
@@ -310,6 +441,15 @@ impl DhtService {
             }
         }
         if acks < needed {
+            if newer_view.get() > place.epoch {
+                // Replicas know a newer table than ours: the client refreshes and retries
+                // with the partition's current primary.
+                return DhtResponse::Moved {
+                    partition,
+                    epoch: newer_view.get(),
+                    primary: None,
+                };
+            }
             return DhtResponse::Unavailable {
                 reason: format!(
                     "{acks} of {} replicas stored the write, {needed} needed",
@@ -317,7 +457,6 @@ impl DhtService {
                 ),
             };
         }
-        let _ = place.epoch;
         DhtResponse::Written { existed }
     }
 
@@ -340,12 +479,20 @@ impl DhtService {
             let req = Rc::new(DhtRequest::ReadReplica {
                 partition,
                 keys: keys.clone(),
+                epoch: place.epoch,
+                from: self.me.0.clone(),
             });
+            let newer_view = Rc::new(std::cell::Cell::new(0u64));
             for addr in place.others.iter().copied() {
                 let (peers, req, tx) = (self.peers.clone(), req.clone(), tx.clone());
+                let newer_view = newer_view.clone();
                 tokio::task::spawn_local(async move {
                     let r = match peers.call(addr, &req).await {
                         Ok(DhtResponse::Entries { entries }) => Some(entries),
+                        Ok(DhtResponse::Moved { epoch, .. }) => {
+                            newer_view.set(newer_view.get().max(epoch));
+                            None
+                        }
                         _ => None,
                     };
                     let _ = tx.send((addr, r)).await;
@@ -366,6 +513,13 @@ impl DhtService {
                 }
             }
             if local + answers.len() < needed {
+                if newer_view.get() > place.epoch {
+                    return DhtResponse::Moved {
+                        partition,
+                        epoch: newer_view.get(),
+                        primary: None,
+                    };
+                }
                 return DhtResponse::Unavailable {
                     reason: format!(
                         "{} of {} replicas answered, {needed} needed",
@@ -429,8 +583,14 @@ impl DhtService {
                 continue;
             }
             let (peers, addr) = (self.peers.clone(), *addr);
+            let (epoch, from) = (self.current_epoch(), self.me.0.clone());
             tokio::task::spawn_local(async move {
-                let req = DhtRequest::Replicate { partition, writes };
+                let req = DhtRequest::Replicate {
+                    partition,
+                    writes,
+                    epoch,
+                    from,
+                };
                 if let Err(e) = peers.call(addr, &req).await {
                     tracing::debug!(%addr, error = %e, "read repair failed");
                 }
@@ -614,7 +774,12 @@ impl DhtService {
             pages.push(page);
         }
         for writes in pages {
-            let req = DhtRequest::Replicate { partition, writes };
+            let req = DhtRequest::Replicate {
+                partition,
+                writes,
+                epoch: self.current_epoch(),
+                from: self.me.0.clone(),
+            };
             for addr in targets {
                 match self.peers.call(*addr, &req).await? {
                     DhtResponse::Replicated => {}
@@ -992,7 +1157,16 @@ impl DhtService {
         Err(last)
     }
 
+    /// Handles one request, counting it and timing it.
     async fn handle(&self, req: DhtRequest) -> DhtResponse {
+        let op = op_index(&req);
+        let started = Instant::now();
+        let resp = self.dispatch(req).await;
+        metrics().record(op, &resp, started.elapsed());
+        resp
+    }
+
+    async fn dispatch(&self, req: DhtRequest) -> DhtResponse {
         match req {
             DhtRequest::Put {
                 partition, items, ..
@@ -1000,7 +1174,21 @@ impl DhtService {
             DhtRequest::Get {
                 partition, keys, ..
             } => self.get(partition, keys).await,
-            DhtRequest::Replicate { partition, writes } => self.replicate(partition, writes).await,
+            DhtRequest::Replicate {
+                partition,
+                epoch,
+                from,
+                ..
+            }
+            | DhtRequest::ReadReplica {
+                partition,
+                epoch,
+                from,
+                ..
+            } if self.fences(partition, epoch, &from) => self.moved(partition),
+            DhtRequest::Replicate {
+                partition, writes, ..
+            } => self.replicate(partition, writes).await,
             DhtRequest::ReadReplica { partition, .. }
                 if self.syncing.borrow().contains(&partition) =>
             {
@@ -1013,7 +1201,9 @@ impl DhtService {
                 after,
                 max_bytes,
             } => self.fetch_page(&partitions, after, max_bytes.min(PAGE_BYTES)),
-            DhtRequest::ReadReplica { partition, keys } => {
+            DhtRequest::ReadReplica {
+                partition, keys, ..
+            } => {
                 let p = PartitionId(partition);
                 DhtResponse::Entries {
                     entries: keys.iter().map(|k| self.store.get(p, k)).collect(),
@@ -1051,9 +1241,11 @@ impl WorkerService for DhtService {
                         | DhtRequest::Fetch { .. }
                 );
                 let resp = if internal && !(peer_is_node && hello.role == PeerRole::Worker) {
-                    DhtResponse::Error {
+                    let resp = DhtResponse::Error {
                         message: "replica traffic is only accepted from workers".into(),
-                    }
+                    };
+                    metrics().record(op_index(&req), &resp, Duration::ZERO);
+                    resp
                 } else {
                     self.handle(req).await
                 };

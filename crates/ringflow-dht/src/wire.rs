@@ -40,6 +40,12 @@ pub enum DhtRequest {
         partition: u32,
         /// Keys and entries.
         writes: Vec<(Vec<u8>, Entry)>,
+        /// Epoch of the sender's view (fencing: see [`fenced_out`]).
+        #[serde(default)]
+        epoch: u64,
+        /// The sending worker.
+        #[serde(default)]
+        from: String,
     },
     /// New replica → existing replica (handoff): entries of these partitions, in
     /// (partition, key) order, after the cursor, up to about `max_bytes`.
@@ -57,7 +63,31 @@ pub enum DhtRequest {
         partition: u32,
         /// Keys.
         keys: Vec<Vec<u8>>,
+        /// Epoch of the sender's view.
+        #[serde(default)]
+        epoch: u64,
+        /// The sending worker.
+        #[serde(default)]
+        from: String,
     },
+}
+
+/// Epoch fencing of replica traffic: a replica refuses `Replicate` / `ReadReplica` from a
+/// sender whose view is older than its own, unless its own (newer) view still makes the
+/// sender the partition's primary and itself one of the owners — the change did not touch
+/// this partition. So a primary that lost its role cannot gather a quorum among replicas
+/// that already know, and an owner that already handed a partition away ignores it.
+pub fn fenced_out(
+    my_epoch: u64,
+    my_primary: Option<&str>,
+    i_own_it: bool,
+    sender_epoch: u64,
+    sender: &str,
+) -> bool {
+    if sender_epoch >= my_epoch {
+        return false;
+    }
+    !(i_own_it && my_primary == Some(sender))
 }
 
 /// An answer from a worker's DHT service.
@@ -111,4 +141,24 @@ pub enum DhtResponse {
         /// Why.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod fencing_tests {
+    use super::fenced_out;
+
+    #[test]
+    fn replica_traffic_from_an_older_view_is_refused_unless_the_partition_did_not_change() {
+        // Same or newer view: always accepted.
+        assert!(!fenced_out(5, Some("w1"), true, 5, "w9"));
+        assert!(!fenced_out(5, Some("w1"), false, 7, "w9"));
+        // Older view, and the sender is no longer the primary: refused.
+        assert!(fenced_out(6, Some("w2"), true, 5, "w1"));
+        // Older view, and this node no longer owns the partition: refused.
+        assert!(fenced_out(6, Some("w1"), false, 5, "w1"));
+        // Older view, but the new table left this partition alone: accepted.
+        assert!(!fenced_out(6, Some("w1"), true, 5, "w1"));
+        // Unknown primary in the new view: refused.
+        assert!(fenced_out(6, None, true, 5, "w1"));
+    }
 }

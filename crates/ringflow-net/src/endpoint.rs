@@ -11,6 +11,7 @@ use rustls::RootCertStore;
 
 use crate::certs::chain_is_node;
 use crate::framed::{FramedRecv, FramedSend};
+use crate::traffic::PeerTraffic;
 use crate::{tls, NetConfig, NetError, TlsIdentity, NODE_SERVER_NAME};
 
 /// The ALPN protocol id every ringflow connection negotiates.
@@ -263,6 +264,7 @@ pub struct Connection {
     inner: quinn::Connection,
     max_frame: usize,
     peer_is_node: bool,
+    traffic: Arc<PeerTraffic>,
 }
 
 impl fmt::Debug for Connection {
@@ -281,10 +283,12 @@ impl Connection {
             .peer_identity()
             .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
             .is_some_and(|chain| chain_is_node(&shared.roots, &chain));
+        let traffic = PeerTraffic::of(inner.remote_address(), peer_is_node);
         Self {
             inner,
             max_frame: shared.max_frame,
             peer_is_node,
+            traffic,
         }
     }
 
@@ -330,8 +334,8 @@ impl Connection {
     pub async fn open_bi(&self) -> Result<(FramedSend, FramedRecv), NetError> {
         let (send, recv) = self.inner.open_bi().await.map_err(lost)?;
         Ok((
-            FramedSend::new(send, self.max_frame),
-            FramedRecv::new(recv, self.max_frame),
+            FramedSend::new(send, self.max_frame, self.traffic.clone()),
+            FramedRecv::new(recv, self.max_frame, self.traffic.clone()),
         ))
     }
 
@@ -340,8 +344,8 @@ impl Connection {
     pub async fn accept_bi(&self) -> Result<Option<(FramedSend, FramedRecv)>, NetError> {
         match self.inner.accept_bi().await {
             Ok((send, recv)) => Ok(Some((
-                FramedSend::new(send, self.max_frame),
-                FramedRecv::new(recv, self.max_frame),
+                FramedSend::new(send, self.max_frame, self.traffic.clone()),
+                FramedRecv::new(recv, self.max_frame, self.traffic.clone()),
             ))),
             Err(e) if closed_cleanly(&e) => Ok(None),
             Err(e) => Err(lost(e)),
@@ -353,14 +357,18 @@ impl Connection {
     /// Like [`Connection::open_bi`], the peer learns of it with the first frame.
     pub async fn open_uni(&self) -> Result<FramedSend, NetError> {
         let send = self.inner.open_uni().await.map_err(lost)?;
-        Ok(FramedSend::new(send, self.max_frame))
+        Ok(FramedSend::new(send, self.max_frame, self.traffic.clone()))
     }
 
     /// Waits for the peer to open a unidirectional stream; `Ok(None)` when the
     /// connection was closed deliberately (by either side).
     pub async fn accept_uni(&self) -> Result<Option<FramedRecv>, NetError> {
         match self.inner.accept_uni().await {
-            Ok(recv) => Ok(Some(FramedRecv::new(recv, self.max_frame))),
+            Ok(recv) => Ok(Some(FramedRecv::new(
+                recv,
+                self.max_frame,
+                self.traffic.clone(),
+            ))),
             Err(e) if closed_cleanly(&e) => Ok(None),
             Err(e) => Err(lost(e)),
         }

@@ -5,6 +5,9 @@ use ringflow_proto::{encode_frame, FrameDecoder};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use crate::traffic::PeerTraffic;
 use crate::{describe_connection_error, NetError, CLOSE_PROTOCOL_VIOLATION};
 
 /// Largest chunk read from a stream at once; bounds over-buffering past the current frame.
@@ -33,11 +36,20 @@ fn read_error(e: ReadError) -> NetError {
 pub struct FramedSend {
     inner: quinn::SendStream,
     max_frame: usize,
+    traffic: Arc<PeerTraffic>,
 }
 
 impl FramedSend {
-    pub(crate) fn new(inner: quinn::SendStream, max_frame: usize) -> Self {
-        Self { inner, max_frame }
+    pub(crate) fn new(
+        inner: quinn::SendStream,
+        max_frame: usize,
+        traffic: Arc<PeerTraffic>,
+    ) -> Self {
+        Self {
+            inner,
+            max_frame,
+            traffic,
+        }
     }
 
     /// Encodes `msg` as one frame and writes it.
@@ -50,12 +62,18 @@ impl FramedSend {
     /// peer reports as truncated; [`FramedSend::reset`] the stream in that case.
     pub async fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), NetError> {
         let frame = encode_frame(msg, self.max_frame).map_err(NetError::Encode)?;
-        self.inner.write_all(&frame).await.map_err(write_error)
+        self.inner.write_all(&frame).await.map_err(write_error)?;
+        self.traffic.frames_sent.inc();
+        self.traffic.bytes_sent.inc_by(frame.len() as u64);
+        Ok(())
     }
 
     /// Writes raw bytes, bypassing the framing. For tests and fault injection only.
+    /// Counted as bytes sent, not as frames.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        self.inner.write_all(bytes).await.map_err(write_error)
+        self.inner.write_all(bytes).await.map_err(write_error)?;
+        self.traffic.bytes_sent.inc_by(bytes.len() as u64);
+        Ok(())
     }
 
     /// Ends the stream: the peer's [`FramedRecv::recv`] returns `Ok(None)` after the
@@ -87,15 +105,21 @@ pub struct FramedRecv {
     decoder: FrameDecoder,
     failed: bool,
     ended: bool,
+    traffic: Arc<PeerTraffic>,
 }
 
 impl FramedRecv {
-    pub(crate) fn new(inner: quinn::RecvStream, max_frame: usize) -> Self {
+    pub(crate) fn new(
+        inner: quinn::RecvStream,
+        max_frame: usize,
+        traffic: Arc<PeerTraffic>,
+    ) -> Self {
         Self {
             inner,
             decoder: FrameDecoder::new(max_frame),
             failed: false,
             ended: false,
+            traffic,
         }
     }
 
@@ -117,7 +141,10 @@ impl FramedRecv {
         }
         loop {
             match self.decoder.decode_next::<T>() {
-                Ok(Some(msg)) => return Ok(Some(msg)),
+                Ok(Some(msg)) => {
+                    self.traffic.frames_received.inc();
+                    return Ok(Some(msg));
+                }
                 Ok(None) => {}
                 Err(e) => return Err(self.violation(e)),
             }
@@ -125,7 +152,10 @@ impl FramedRecv {
                 return Ok(None);
             }
             match self.inner.read_chunk(READ_CHUNK, true).await {
-                Ok(Some(chunk)) => self.decoder.push(&chunk.bytes),
+                Ok(Some(chunk)) => {
+                    self.traffic.bytes_received.inc_by(chunk.bytes.len() as u64);
+                    self.decoder.push(&chunk.bytes);
+                }
                 Ok(None) => {
                     self.ended = true;
                     return match self.decoder.finish() {

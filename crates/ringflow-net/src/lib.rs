@@ -5,6 +5,10 @@
 //! carries MessagePack messages over length-prefixed frames on QUIC streams
 //! ([`FramedSend`], [`FramedRecv`]) using the sans-IO codec of `ringflow-proto`.
 //!
+//! Framed streams count frames and bytes per peer in the process's metrics registry
+//! (`ringflow_{frames,bytes}_{sent,received}_total{peer}`, see `ringflow-metrics`): the
+//! peer is the remote address of a node, or `client` for every client-certificate peer.
+//!
 //! # Trust model
 //!
 //! Every party holds a certificate issued by the cluster CA. Servers require a client
@@ -41,6 +45,7 @@ mod endpoint;
 mod error;
 mod framed;
 mod tls;
+mod traffic;
 
 pub use certs::{
     init_ca, issue, CaFiles, IssuedFiles, Role, TlsIdentity, CLIENT_SAN, NODE_SERVER_NAME,

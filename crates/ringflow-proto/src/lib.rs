@@ -8,9 +8,11 @@
 pub mod codec;
 pub mod error;
 pub mod handshake;
+pub mod jobs;
 pub mod messages;
 
 pub use codec::{encode_frame, FrameDecoder, DEFAULT_MAX_FRAME, LENGTH_PREFIX};
 pub use error::ProtoError;
 pub use handshake::{Hello, HelloReply, PeerRole, MAGIC, PROTOCOL_VERSION};
+pub use jobs::*;
 pub use messages::*;

@@ -231,6 +231,24 @@ pub enum ControlMsg {
     Error(ErrorReply),
     /// Either direction: orderly end of the session.
     Bye,
+    /// Client → coordinator: submit a stream job.
+    JobSubmit(crate::JobSubmit),
+    /// Client → coordinator: list jobs.
+    JobList,
+    /// Client → coordinator: one job's status.
+    JobStatusRequest {
+        /// Job id.
+        id: String,
+    },
+    /// Client → coordinator: cancel a job.
+    JobCancel {
+        /// Job id.
+        id: String,
+    },
+    /// Coordinator → client: the job's status (answer to submit, status and cancel).
+    Job(crate::JobInfo),
+    /// Coordinator → client: every job.
+    Jobs(Vec<crate::JobInfo>),
 }
 
 #[cfg(test)]

@@ -32,6 +32,63 @@ pub enum Command {
     Get(KeyArgs),
     /// Delete a key from the DHT (prints how many keys were deleted).
     Del(KeyArgs),
+    /// Submit, list, inspect and cancel stream jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Generate input for `sort`: Sort Benchmark (gensort) records or lines of words.
+    Gen(GenArgs),
+    /// Sort files with the cluster (sample, range-partition, external merge sort), or
+    /// check a sorted output with `--verify`.
+    Sort(SortArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit a job spec (TOML or JSON); prints the job id. Exit 2 if refused.
+    Submit(JobSubmitArgs),
+    /// List jobs.
+    List(JobListArgs),
+    /// Show one job: state, reason, per-vertex counters and queue fill.
+    Status(JobIdArgs),
+    /// Cancel a job.
+    Cancel(JobIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobSubmitArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The spec file (`.json` is read as JSON, anything else as TOML).
+    pub spec: PathBuf,
+    /// Wait until the job ends; exit 0 if it finished, 1 if it failed or was cancelled.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobIdArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The job id (from `job submit` or `job list`).
+    pub id: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Wait until the job ends (status only).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +119,9 @@ impl Command {
                 | Command::Put(_)
                 | Command::Get(_)
                 | Command::Del(_)
+                | Command::Job(_)
+                | Command::Gen(_)
+                | Command::Sort(_)
         )
     }
 }
@@ -135,6 +195,9 @@ pub struct CoordinatorArgs {
     /// Write the bound address to this file once listening.
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +238,9 @@ pub struct WorkerArgs {
     /// Serve the DHT over RESP (Redis protocol) on this address (port 0 picks one).
     #[arg(long)]
     pub resp_listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,4 +304,84 @@ pub struct StatusArgs {
     /// Ask this node (HOST:PORT) about itself instead of asking the coordinator.
     #[arg(long)]
     pub node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Record format: `gensort` (100-byte Sort Benchmark records) or `lines` (text).
+    #[arg(long, default_value = "gensort")]
+    pub format: String,
+    /// Number of records.
+    #[arg(long)]
+    pub records: u64,
+    /// The file to write.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Seed of the pseudo-random keys (the same seed gives the same file).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skewed keys: a quarter of the records share one 2-byte key prefix, and some share
+    /// exact keys.
+    #[arg(long)]
+    pub skew: bool,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["output", "verify"])))]
+pub struct SortArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Input files or directories (read by the workers; with `--verify`, the inputs to
+    /// recompute the expected count and checksum from).
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    pub input: Vec<PathBuf>,
+    /// Output directory: one part file per worker, in order, and `manifest.json`.
+    #[arg(long, value_name = "DIR", requires = "input")]
+    pub output: Option<PathBuf>,
+    /// Record format: `gensort` (100-byte records, 10-byte key) or `lines` [default: gensort,
+    /// or the manifest's with --verify].
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Lines: sort by this field (0 = the first) instead of the whole line.
+    #[arg(long, value_name = "N")]
+    pub key_field: Option<usize>,
+    /// Lines: the field delimiter (`\t` for a tab).
+    #[arg(long, value_name = "STR")]
+    pub delimiter: Option<String>,
+    /// Memory for sorting on each worker before it spills runs to disk (512MiB, 2GiB, bytes).
+    #[arg(long, default_value = "2GiB")]
+    pub memory: String,
+    /// Every worker reads the same input path on its own disk (no splitting).
+    #[arg(long)]
+    pub local: bool,
+    /// Read the inputs on this machine and stream them to the workers (for inputs the
+    /// workers cannot see); splitters are sampled here.
+    #[arg(long, conflicts_with = "local")]
+    pub from_client: bool,
+    /// Also concatenate the parts, in order, into this file.
+    #[arg(long, value_name = "OUT")]
+    pub single_file: Option<PathBuf>,
+    /// Replace an earlier sort output in the output directory.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Samples per worker for choosing the range boundaries.
+    #[arg(long, default_value_t = 10_000)]
+    pub samples: usize,
+    /// How the sample job hands its samples to this client: `dht` (default), or `files`
+    /// under the output directory (the fallback when the DHT sink fails).
+    #[arg(long, hide = true, default_value = "dht", value_parser = ["dht", "files"])]
+    pub sample_via: String,
+    /// Do not show progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Check a sorted output (a directory with a manifest, or one file) instead of sorting:
+    /// global order, count and checksum. No cluster needed.
+    #[arg(long, value_name = "DIR|FILE", conflicts_with_all = ["output", "local", "single_file"])]
+    pub verify: Option<PathBuf>,
 }

@@ -15,7 +15,17 @@
 //! # Ok(()) }
 //! ```
 
+mod app;
+mod cli;
+mod cmd;
+pub mod dht_sink;
 pub mod profile;
+pub mod sorter;
+
+pub use app::WorkerBuilder;
+/// The stream model: operator and source traits, specs, built-ins (`ringflow-stream`).
+pub use ringflow_stream as stream;
+pub use sorter::Sorter;
 
 use std::sync::Arc;
 

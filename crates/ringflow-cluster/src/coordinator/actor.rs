@@ -12,6 +12,7 @@ use ringflow_ring::WorkerId;
 use tokio::sync::watch;
 
 use super::core::CoordinatorCore;
+use crate::metrics::CoordinatorGauges;
 use crate::persist::StateFile;
 use crate::runtime::millis_since;
 use crate::ClusterError;
@@ -25,6 +26,7 @@ pub struct CoordinatorActor {
     heartbeat_interval_ms: u64,
     failure_timeout_ms: u64,
     published_epoch: u64,
+    gauges: CoordinatorGauges,
 }
 
 impl CoordinatorActor {
@@ -45,6 +47,7 @@ impl CoordinatorActor {
             heartbeat_interval_ms,
             failure_timeout_ms,
             published_epoch,
+            gauges: CoordinatorGauges::new(),
         }
     }
 
@@ -67,6 +70,7 @@ impl CoordinatorActor {
             self.published_epoch = epoch;
         }
         self.views.send_replace(Arc::new(self.core.view()));
+        self.gauges.update(&self.core);
     }
 }
 
@@ -74,6 +78,7 @@ impl Actor for CoordinatorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.gauges.update(&self.core);
         let every = Duration::from_millis((self.heartbeat_interval_ms / 2).max(10));
         ctx.run_interval(every, |act, _| {
             let now = act.now();
@@ -82,6 +87,8 @@ impl Actor for CoordinatorActor {
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "failure detection could not rebalance"),
             }
+            // Member states also change without a commit (suspect, a returning member).
+            act.gauges.update(&act.core);
         });
     }
 }

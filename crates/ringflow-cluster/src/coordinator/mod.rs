@@ -2,6 +2,7 @@
 
 mod actor;
 mod core;
+mod jobs;
 mod server;
 
 pub use self::actor::CoordinatorActor;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::actor::{Beat, CoordinatorActor, Flush, GetStatus, Join, Leave};
 use super::core::{CoordinatorCore, PersistedState, Timing};
+use super::jobs::JobManager;
 use crate::persist::StateFile;
 use crate::runtime::{accept_loop, error_msg, on_arbiter, spawn_reader, StreamHandler};
 use crate::{ClusterError, CoordinatorConfig};
@@ -72,13 +73,26 @@ impl CoordinatorHandle {
         let cluster = cfg.cluster.clone();
         let name = cfg.tls.name.clone();
         let listen = cfg.listen;
-        let local_addr = on_arbiter(&net.handle(), move || async move {
+        let metrics_listen = cfg.metrics_listen;
+        let metrics_stop = shutdown_rx.clone();
+        let (local_addr, metrics_addr) = on_arbiter(&net.handle(), move || async move {
             let endpoint = Endpoint::bind(listen, &identity, &net_cfg)?;
             let local = endpoint.local_addr()?;
+            let metrics = match metrics_listen {
+                Some(a) => Some(crate::metrics::start_endpoint(a, metrics_stop)?),
+                None => None,
+            };
+            let jobs = JobManager::new(
+                endpoint.clone(),
+                name.clone(),
+                cluster.clone(),
+                views_rx.clone(),
+            );
             let handler = Rc::new(CoordinatorStreams {
                 actor: handler_addr,
                 views: views_rx,
                 name: name.clone(),
+                jobs,
             });
             actix_rt::spawn(async move {
                 accept_loop(
@@ -92,10 +106,13 @@ impl CoordinatorHandle {
                 .await;
                 let _ = done_tx.send(());
             });
-            Ok::<_, ClusterError>(local)
+            Ok::<_, ClusterError>((local, metrics))
         })
         .await??;
         tracing::info!(%local_addr, cluster = %cfg.cluster, partitions = cfg.partitions, replication = cfg.replication, "coordinator listening");
+        if let Some(m) = metrics_addr {
+            crate::metrics::announce(&cfg.data_dir, m)?;
+        }
         Ok(Self {
             addr,
             local_addr,
@@ -137,6 +154,7 @@ struct CoordinatorStreams {
     actor: Addr<CoordinatorActor>,
     views: watch::Receiver<Arc<ClusterView>>,
     name: String,
+    jobs: Rc<JobManager>,
 }
 
 impl StreamHandler for CoordinatorStreams {
@@ -198,6 +216,19 @@ impl CoordinatorStreams {
                     })
                 }
                 ControlMsg::Bye => return Ok(()),
+                ControlMsg::JobSubmit(s) => match self.jobs.clone().submit(s.spec_json).await {
+                    Ok(info) => ControlMsg::Job(info),
+                    Err(e) => error_msg(ErrorCode::BadRequest, e),
+                },
+                ControlMsg::JobList => ControlMsg::Jobs(self.jobs.list()),
+                ControlMsg::JobStatusRequest { id } => match self.jobs.get(&id) {
+                    Some(info) => ControlMsg::Job(info),
+                    None => error_msg(ErrorCode::BadRequest, format!("no job {id}")),
+                },
+                ControlMsg::JobCancel { id } => match self.jobs.cancel(&id) {
+                    Some(info) => ControlMsg::Job(info),
+                    None => error_msg(ErrorCode::BadRequest, format!("no job {id}")),
+                },
                 other => error_msg(
                     ErrorCode::BadRequest,
                     format!("unexpected {} from a client", variant_name(&other)),
@@ -320,5 +351,11 @@ pub fn variant_name(m: &ControlMsg) -> &'static str {
         ControlMsg::Status(_) => "Status",
         ControlMsg::Error(_) => "Error",
         ControlMsg::Bye => "Bye",
+        ControlMsg::JobSubmit(_) => "JobSubmit",
+        ControlMsg::JobList => "JobList",
+        ControlMsg::JobStatusRequest { .. } => "JobStatusRequest",
+        ControlMsg::JobCancel { .. } => "JobCancel",
+        ControlMsg::Job(_) => "Job",
+        ControlMsg::Jobs(_) => "Jobs",
     }
 }

@@ -4,12 +4,14 @@ use actix::prelude::*;
 use ringflow_proto::{ClusterView, NodeInfo, PeerRole};
 
 use super::core::{ViewChange, WorkerCore};
+use crate::metrics::WorkerGauges;
 
 /// The worker actor. Data-plane actors (stream operators, DHT stores) ask it for the
 /// current table; the control session feeds it new ones.
 pub struct WorkerActor {
     core: WorkerCore,
     connected: bool,
+    gauges: WorkerGauges,
 }
 
 impl WorkerActor {
@@ -17,12 +19,19 @@ impl WorkerActor {
         Self {
             core,
             connected: false,
+            gauges: WorkerGauges::new(),
         }
     }
 }
 
 impl Actor for WorkerActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        let (owned, primaries) = self.core.owned();
+        self.gauges
+            .set(self.core.epoch(), owned.len(), primaries.len());
+    }
 }
 
 /// A view received from the coordinator.
@@ -43,6 +52,8 @@ impl Handler<ApplyView> for WorkerActor {
                 lost,
             } => {
                 let (owned, primaries) = self.core.owned();
+                self.gauges
+                    .set(self.core.epoch(), owned.len(), primaries.len());
                 tracing::info!(
                     from,
                     to,

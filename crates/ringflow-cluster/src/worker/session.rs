@@ -70,7 +70,8 @@ impl WorkerHandle {
         let actor = addr.clone();
         let listen = cfg.listen;
         let cfg2 = cfg.clone();
-        let local_addr = on_arbiter(&net.handle(), move || async move {
+        let metrics_stop = listener_rx.clone();
+        let (local_addr, metrics_addr) = on_arbiter(&net.handle(), move || async move {
             let endpoint = Endpoint::bind(listen, &identity, &net_cfg)?;
             let local = endpoint.local_addr()?;
             let (views_tx, views_rx) = watch::channel(None);
@@ -87,6 +88,10 @@ impl WorkerHandle {
             }
             let advertised: BTreeMap<String, String> =
                 hosted.values().flat_map(|s| s.advertised()).collect();
+            let metrics = match cfg2.metrics_listen {
+                Some(a) => Some(crate::metrics::start_endpoint(a, metrics_stop)?),
+                None => None,
+            };
             let handler = Rc::new(WorkerStreams {
                 actor: actor.clone(),
                 services: hosted,
@@ -117,10 +122,13 @@ impl WorkerHandle {
                 .await;
                 let _ = accept_done_tx.send(());
             });
-            Ok::<_, ClusterError>(local)
+            Ok::<_, ClusterError>((local, metrics))
         })
         .await??;
         tracing::info!(%local_addr, id = %id, coordinator = %cfg.coordinator, capacity = cfg.capacity, "worker listening");
+        if let Some(m) = metrics_addr {
+            crate::metrics::announce(&cfg.data_dir, m)?;
+        }
         Ok(Self {
             addr,
             local_addr,

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use ringflow::{certs, Role};
+use crate::{certs, Role};
 
 use crate::cli::CertsCommand;
 

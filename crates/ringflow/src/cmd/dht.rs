@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use ringflow::TlsIdentity;
+use crate::TlsIdentity;
 use ringflow_dht::DhtClient;
 
 use super::status::resolve_client;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::profile::{self, Profile};
+use crate::{certs, MemberState, Role};
 use anyhow::{bail, Context};
-use ringflow::profile::{self, Profile};
-use ringflow::{certs, MemberState, Role};
 
 use super::status::{connect, healthy, render};
 use crate::cli::LocalArgs;

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::{CoordinatorConfig, CoordinatorHandle, WorkerConfig, WorkerHandle};
 use anyhow::Context;
-use ringflow::{CoordinatorConfig, CoordinatorHandle, WorkerConfig, WorkerHandle};
 use serde::de::DeserializeOwned;
 
 use crate::cli::{CoordinatorArgs, WorkerArgs};
@@ -58,6 +58,9 @@ pub fn coordinator_config(a: &CoordinatorArgs) -> anyhow::Result<CoordinatorConf
     if let Some(v) = a.failure_timeout_ms {
         c.failure_timeout_ms = v;
     }
+    if let Some(v) = a.metrics_listen {
+        c.metrics_listen = Some(v);
+    }
     if let Some(v) = a.recovery_grace_ms {
         c.recovery_grace_ms = v;
     }
@@ -106,6 +109,9 @@ pub fn worker_config(a: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
     if let Some(v) = a.resp_listen {
         c.dht.resp_listen = Some(v);
     }
+    if let Some(v) = a.metrics_listen {
+        c.metrics_listen = Some(v);
+    }
     c.validate()?;
     Ok(c)
 }
@@ -122,7 +128,7 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
+pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Result<ExitCode> {
     let cfg = worker_config(&a)?;
     actix_rt::System::new().block_on(async move {
         let dht = ringflow_dht::DhtConfig {
@@ -131,7 +137,18 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
             max_value: cfg.dht.max_value,
             ..ringflow_dht::DhtConfig::default()
         };
-        let services = vec![ringflow_dht::service(dht)];
+        let mut registry = registry;
+        let identity = crate::TlsIdentity::from_dir(&cfg.tls.certs_dir, &cfg.tls.name)?;
+        registry.provide(crate::dht_sink::DhtBackend::start(
+            cfg.coordinator.clone(),
+            identity,
+            cfg.cluster.clone(),
+        ));
+        registry.operator::<crate::dht_sink::DhtSink>("sink.dht");
+        let services = vec![
+            ringflow_dht::service(dht),
+            ringflow_cluster::stream::service(registry),
+        ];
         let handle = WorkerHandle::start_with(cfg, services).await?;
         write_addr_file(a.addr_file.as_deref(), handle.local_addr())?;
         super::shutdown_signal().await;

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
+use crate::profile::{self, Profile};
+use crate::{ClusterClient, ClusterStatus, MemberState, TlsIdentity};
 use anyhow::Context;
-use ringflow::profile::{self, Profile};
-use ringflow::{ClusterClient, ClusterStatus, MemberState, TlsIdentity};
 
 use crate::cli::{ClientArgs, StatusArgs};
 

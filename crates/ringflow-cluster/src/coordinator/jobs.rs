@@ -1,0 +1,368 @@
+//! The coordinator's job manager: deploys stream jobs to workers (prepare everywhere,
+//! then start), follows their reports, fails a job whose worker is lost, and cancels.
+//!
+//! Lifecycle: Deploying → Running → Finished | Failed | Cancelled. Jobs live in memory:
+//! after a coordinator restart the list is empty, and workers stop the jobs whose control
+//! stream closed (recovery from checkpoints is future work).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringflow_net::{Endpoint, FramedRecv, FramedSend};
+use ringflow_proto::{
+    ClusterView, JobControl, JobInfo, JobPrepare, JobReport, JobState, JobWorker, PeerRole,
+    StreamOpen, VertexStatus,
+};
+use ringflow_ring::{PartitionId, WorkerId};
+use ringflow_stream::JobSpec;
+use tokio::sync::{mpsc, watch};
+
+use crate::runtime::open_service_stream;
+use crate::stream::SERVICE;
+
+/// Longest wait for a worker to prepare its part of a job.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most jobs kept (oldest terminal jobs are forgotten first).
+const MAX_JOBS: usize = 1000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct JobRecord {
+    info: JobInfo,
+    /// Counters last reported by each worker.
+    per_worker: Vec<Vec<VertexStatus>>,
+    finished: Vec<bool>,
+    controls: Vec<mpsc::UnboundedSender<JobControl>>,
+    vertex_names: Vec<String>,
+}
+
+impl JobRecord {
+    fn refresh(&mut self) {
+        let mut merged: Vec<VertexStatus> = self
+            .vertex_names
+            .iter()
+            .map(|n| VertexStatus {
+                name: n.clone(),
+                watermark: i64::MIN,
+                ..VertexStatus::default()
+            })
+            .collect();
+        for w in &self.per_worker {
+            for s in w {
+                if let Some(m) = merged.iter_mut().find(|m| m.name == s.name) {
+                    m.merge(s);
+                }
+            }
+        }
+        self.info.vertices = merged;
+    }
+
+    fn end(&mut self, state: JobState, reason: Option<String>) {
+        if self.info.state.is_terminal() {
+            return;
+        }
+        self.info.state = state;
+        self.info.reason = reason.clone();
+        self.info.ended_ms = Some(now_ms());
+        let r = reason.unwrap_or_else(|| state.as_str().to_owned());
+        for c in &self.controls {
+            let _ = c.send(JobControl::Cancel { reason: r.clone() });
+        }
+        self.controls.clear();
+    }
+}
+
+/// Deploys and tracks jobs. Lives on the coordinator's network Arbiter.
+pub(crate) struct JobManager {
+    endpoint: Endpoint,
+    name: String,
+    cluster: String,
+    views: watch::Receiver<Arc<ClusterView>>,
+    jobs: RefCell<BTreeMap<String, Rc<RefCell<JobRecord>>>>,
+    counter: Cell<u64>,
+}
+
+impl JobManager {
+    pub fn new(
+        endpoint: Endpoint,
+        name: String,
+        cluster: String,
+        views: watch::Receiver<Arc<ClusterView>>,
+    ) -> Rc<Self> {
+        let jm = Rc::new(JobManager {
+            endpoint,
+            name,
+            cluster,
+            views,
+            jobs: RefCell::new(BTreeMap::new()),
+            counter: Cell::new(0),
+        });
+        let weak = Rc::downgrade(&jm);
+        let mut views = jm.views.clone();
+        actix_rt::spawn(async move {
+            while views.changed().await.is_ok() {
+                let view = views.borrow_and_update().clone();
+                let Some(jm) = weak.upgrade() else { return };
+                jm.on_view(&view);
+            }
+        });
+        jm
+    }
+
+    /// Fails running jobs that lost a worker.
+    fn on_view(&self, view: &ClusterView) {
+        for rec in self.jobs.borrow().values() {
+            let mut r = rec.borrow_mut();
+            if r.info.state.is_terminal() {
+                continue;
+            }
+            let lost = r
+                .info
+                .workers
+                .iter()
+                .enumerate()
+                .find(|(i, w)| {
+                    !r.finished.get(*i).copied().unwrap_or(false)
+                        && !view.peers.iter().any(|p| &p.id == *w)
+                })
+                .map(|(_, w)| w.clone());
+            if let Some(w) = lost {
+                tracing::warn!(job = %r.info.id, worker = %w, "job lost a worker");
+                r.end(
+                    JobState::Failed,
+                    Some(format!(
+                        "worker {w} left the cluster (dead or leaving) while the job ran"
+                    )),
+                );
+            }
+        }
+    }
+
+    /// Every job, oldest first.
+    pub fn list(&self) -> Vec<JobInfo> {
+        self.jobs
+            .borrow()
+            .values()
+            .map(|r| r.borrow().info.clone())
+            .collect()
+    }
+
+    /// One job.
+    pub fn get(&self, id: &str) -> Option<JobInfo> {
+        self.jobs.borrow().get(id).map(|r| r.borrow().info.clone())
+    }
+
+    /// Cancels a job; returns its info, or `None` when unknown.
+    pub fn cancel(&self, id: &str) -> Option<JobInfo> {
+        let rec = self.jobs.borrow().get(id).cloned()?;
+        let mut r = rec.borrow_mut();
+        r.end(JobState::Cancelled, Some("cancelled by a user".into()));
+        Some(r.info.clone())
+    }
+
+    /// Validates the spec on every worker, then starts it. Errors are for the submitter.
+    pub async fn submit(self: Rc<Self>, spec_json: String) -> Result<JobInfo, String> {
+        let spec = JobSpec::from_json(&spec_json).map_err(|e| e.to_string())?;
+        let view = self.views.borrow().clone();
+        let mut peers = view.peers.clone();
+        peers.sort_by(|a, b| a.id.cmp(&b.id));
+        if peers.is_empty() {
+            return Err("no worker has joined the cluster yet".into());
+        }
+        let index_of: BTreeMap<&WorkerId, u32> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&p.id, i as u32))
+            .collect();
+        let parts = view.assignment.partitions();
+        let owners: Vec<u32> = (0..parts)
+            .map(|p| {
+                view.assignment
+                    .primary(PartitionId(p))
+                    .and_then(|w| index_of.get(w).copied())
+                    .unwrap_or(p % peers.len() as u32)
+            })
+            .collect();
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        let id = format!("job-{:x}-{n}", now_ms() / 1000);
+        let workers: Vec<JobWorker> = peers
+            .iter()
+            .map(|p| JobWorker {
+                id: p.id.clone(),
+                addr: p.addr.clone(),
+            })
+            .collect();
+
+        // Prepare everywhere; the first refusal (it names the vertex) is the answer.
+        let mut streams = Vec::new();
+        for (i, w) in workers.iter().enumerate() {
+            let prep = JobPrepare {
+                job: id.clone(),
+                spec_json: spec.to_json(),
+                workers: workers.clone(),
+                index: i as u32,
+                partitions: parts,
+                epoch: view.epoch(),
+                owners: owners.clone(),
+            };
+            match tokio::time::timeout(PREPARE_TIMEOUT, self.prepare_one(w, prep)).await {
+                Ok(Ok(s)) => streams.push(s),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(format!(
+                        "worker {} did not prepare the job within {} s",
+                        w.id,
+                        PREPARE_TIMEOUT.as_secs()
+                    ))
+                }
+            }
+        }
+
+        let rec = Rc::new(RefCell::new(JobRecord {
+            info: JobInfo {
+                id: id.clone(),
+                name: spec.name.clone(),
+                state: JobState::Running,
+                reason: None,
+                workers: workers.iter().map(|w| w.id.clone()).collect(),
+                submitted_ms: now_ms(),
+                ended_ms: None,
+                vertices: Vec::new(),
+            },
+            per_worker: vec![Vec::new(); workers.len()],
+            finished: vec![false; workers.len()],
+            controls: Vec::new(),
+            vertex_names: spec.vertices.iter().map(|v| v.name.clone()).collect(),
+        }));
+        rec.borrow_mut().refresh();
+        {
+            let mut jobs = self.jobs.borrow_mut();
+            if jobs.len() >= MAX_JOBS {
+                let old = jobs
+                    .iter()
+                    .find(|(_, r)| r.borrow().info.state.is_terminal())
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = old {
+                    jobs.remove(&k);
+                }
+            }
+            jobs.insert(id.clone(), rec.clone());
+        }
+        for (i, (send, recv)) in streams.into_iter().enumerate() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(JobControl::Start);
+            rec.borrow_mut().controls.push(tx);
+            actix_rt::spawn(write_controls(send, rx));
+            actix_rt::spawn(follow(rec.clone(), i, recv));
+        }
+        tracing::info!(job = %id, name = %spec.name, workers = workers.len(), "job started");
+        let info = rec.borrow().info.clone();
+        Ok(info)
+    }
+
+    async fn prepare_one(
+        &self,
+        w: &JobWorker,
+        prep: JobPrepare,
+    ) -> Result<(FramedSend, FramedRecv), String> {
+        let addr: SocketAddr = w
+            .addr
+            .parse()
+            .map_err(|_| format!("worker {} has a bad address {}", w.id, w.addr))?;
+        let conn = self
+            .endpoint
+            .connect(addr)
+            .await
+            .map_err(|e| format!("cannot reach worker {}: {e}", w.id))?;
+        let (mut send, mut recv) = open_service_stream(
+            &conn,
+            PeerRole::Coordinator,
+            Some(self.name.clone()),
+            &self.cluster,
+            SERVICE,
+        )
+        .await
+        .map_err(|e| format!("worker {}: {e}", w.id))?;
+        send.send(&StreamOpen::Control(prep))
+            .await
+            .map_err(|e| format!("worker {}: {e}", w.id))?;
+        match recv.recv::<JobReport>().await {
+            Ok(Some(JobReport::Prepared)) => Ok((send, recv)),
+            Ok(Some(JobReport::Refused { error })) => Err(error),
+            Ok(Some(other)) => Err(format!("worker {} answered {other:?}", w.id)),
+            Ok(None) => Err(format!(
+                "worker {} closed the stream (does it run the stream service?)",
+                w.id
+            )),
+            Err(e) => Err(format!("worker {}: {e}", w.id)),
+        }
+    }
+}
+
+async fn write_controls(mut send: FramedSend, mut rx: mpsc::UnboundedReceiver<JobControl>) {
+    while let Some(c) = rx.recv().await {
+        let last = matches!(c, JobControl::Cancel { .. });
+        if send.send(&c).await.is_err() || last {
+            break;
+        }
+    }
+    let _ = send.finish();
+}
+
+/// Follows one worker's reports until its part ends.
+async fn follow(rec: Rc<RefCell<JobRecord>>, i: usize, mut recv: FramedRecv) {
+    loop {
+        let msg = recv.recv::<JobReport>().await;
+        let mut r = rec.borrow_mut();
+        let worker = r
+            .info
+            .workers
+            .get(i)
+            .cloned()
+            .unwrap_or(WorkerId(String::new()));
+        match msg {
+            Ok(Some(JobReport::Progress { vertices })) => {
+                r.per_worker[i] = vertices;
+                r.refresh();
+            }
+            Ok(Some(JobReport::Finished { vertices })) => {
+                r.per_worker[i] = vertices;
+                r.finished[i] = true;
+                r.refresh();
+                if r.finished.iter().all(|f| *f) && !r.info.state.is_terminal() {
+                    tracing::info!(job = %r.info.id, "job finished");
+                    r.end(JobState::Finished, None);
+                }
+                return;
+            }
+            Ok(Some(JobReport::Failed { reason })) => {
+                let reason = format!("on {worker}: {reason}");
+                tracing::warn!(job = %r.info.id, %reason, "job failed");
+                r.end(JobState::Failed, Some(reason));
+                return;
+            }
+            Ok(Some(other)) => {
+                tracing::debug!(job = %r.info.id, ?other, "unexpected job report");
+            }
+            Ok(None) | Err(_) => {
+                if !r.info.state.is_terminal() {
+                    let reason = format!("lost the control stream to worker {worker}");
+                    tracing::warn!(job = %r.info.id, %reason, "job failed");
+                    r.end(JobState::Failed, Some(reason));
+                }
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Operator and source instances as actix actors, each on an Arbiter (thread) of its
+//! own so a slow or CPU-heavy operator never delays the QUIC endpoint or its peers.
+//!
+//! An operator actor reads its credit-bounded [`InputQueue`] as a stream; while it waits
+//! for downstream credit (`ctx.wait`) it reads nothing, so its own input fills and its
+//! senders wait in turn: backpressure reaches the sources, which are only polled when
+//! their previous output has been accepted.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use ringflow_proto::VertexStatus;
+use ringflow_stream::harness::{InstanceMetrics, OperatorInstance, Outgoing, SourceInstance};
+use ringflow_stream::wire::DataFrame;
+use ringflow_stream::{Message as StreamMsg, PortType, SourcePoll};
+use tokio::sync::mpsc;
+
+use super::credit::{CreditSender, Delivery, InputQueue, QueueGauge};
+
+/// Processing time handed to the harness: ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Where one (output edge, target instance) goes.
+pub(crate) enum Target {
+    /// An instance on this worker.
+    Local(CreditSender),
+    /// An instance on another worker: frames to the edge's QUIC writer task.
+    Remote {
+        tx: mpsc::Sender<DataFrame>,
+        port: PortType,
+    },
+}
+
+/// Every target of every output edge of one instance: `targets[edge][target]`.
+pub(crate) struct Outlets {
+    pub targets: Vec<Vec<Option<Target>>>,
+}
+
+impl Outlets {
+    /// Delivers messages in order, waiting for credit; serializes batches for remote
+    /// targets here, on the operator's thread.
+    async fn send_all(self: Arc<Self>, out: Vec<Outgoing>) -> Result<(), String> {
+        for o in out {
+            let Some(Some(target)) = self.targets.get(o.edge).and_then(|t| t.get(o.target)) else {
+                return Err(format!("no route for edge {} target {}", o.edge, o.target));
+            };
+            match target {
+                Target::Local(s) => s
+                    .send(o.msg)
+                    .await
+                    .map_err(|_| "a downstream instance on this worker stopped".to_string())?,
+                Target::Remote { tx, port } => {
+                    let frame = match o.msg {
+                        StreamMsg::Batch(b) => DataFrame::Batch {
+                            records: u32::try_from(b.len()).unwrap_or(u32::MAX),
+                            bytes: port.encode(&b).map_err(|e| e.to_string())?,
+                        },
+                        StreamMsg::Watermark(w) => DataFrame::Watermark(w),
+                        StreamMsg::Idle => DataFrame::Idle,
+                        StreamMsg::End => DataFrame::End,
+                    };
+                    tx.send(frame)
+                        .await
+                        .map_err(|_| "an outgoing edge to another worker closed".to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What instances tell their job.
+#[derive(Debug)]
+pub(crate) enum InstanceEvent {
+    /// The instance ended and passed the end on.
+    Finished,
+    /// The instance failed.
+    Failed(String),
+}
+
+/// Shared counters of one instance, read by the job's progress reports.
+pub(crate) type SharedStatus = Arc<Mutex<VertexStatus>>;
+
+fn publish(status: &SharedStatus, m: &InstanceMetrics, gauge: Option<&QueueGauge>, done: bool) {
+    if let Ok(mut s) = status.lock() {
+        s.records_in = m.records_in;
+        s.records_out = m.records_out;
+        s.watermark = m.watermark;
+        s.counters = m.counters.clone();
+        s.finished = u32::from(done);
+        if let Some(g) = gauge {
+            s.queued = g.queued();
+            s.queue_capacity = g.capacity();
+        }
+    }
+}
+
+/// An operator instance as an actor.
+pub(crate) struct OperatorActor {
+    pub inst: OperatorInstance,
+    pub input: Option<InputQueue>,
+    pub gauge: QueueGauge,
+    pub outlets: Arc<Outlets>,
+    pub status: SharedStatus,
+    pub events: mpsc::UnboundedSender<InstanceEvent>,
+    pub tick: Duration,
+    pub failed: bool,
+}
+
+impl OperatorActor {
+    fn forward(
+        &mut self,
+        out: Result<Vec<Outgoing>, ringflow_stream::StreamError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => return self.fail(e.to_string(), ctx),
+        };
+        if out.is_empty() {
+            return self.after_send(ctx);
+        }
+        let fut = self.outlets.clone().send_all(out);
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(()) => act.after_send(ctx),
+            Err(e) => act.fail(e, ctx),
+        }));
+    }
+
+    /// Continues a drain (a large final output, one part per step) or checks for the end.
+    fn after_send(&mut self, ctx: &mut Context<Self>) {
+        if self.inst.is_draining() {
+            ctx.notify(DrainStep);
+        } else {
+            self.check_done(ctx);
+        }
+    }
+
+    fn check_done(&mut self, ctx: &mut Context<Self>) {
+        let done = self.inst.is_finished();
+        publish(&self.status, &self.inst.metrics(), Some(&self.gauge), done);
+        if done {
+            let _ = self.events.send(InstanceEvent::Finished);
+            ctx.stop();
+        }
+    }
+
+    fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if !self.failed {
+            self.failed = true;
+            let _ = self.events.send(InstanceEvent::Failed(reason));
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for OperatorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(input) = self.input.take() {
+            ctx.add_stream(input);
+        }
+        ctx.run_interval(self.tick, |act, ctx| {
+            let out = act.inst.tick(now_ms());
+            act.forward(out, ctx);
+        });
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct DrainStep;
+
+impl Handler<DrainStep> for OperatorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: DrainStep, ctx: &mut Context<Self>) {
+        let out = self.inst.drain(now_ms());
+        self.forward(out, ctx);
+    }
+}
+
+impl StreamHandler<Delivery> for OperatorActor {
+    fn handle(&mut self, d: Delivery, ctx: &mut Context<Self>) {
+        let Delivery { chan, msg, permit } = d;
+        let out = self.inst.handle(chan, msg, now_ms());
+        drop(permit);
+        self.forward(out, ctx);
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // Every sender is gone: the job is being torn down, or an upstream vanished
+        // without an end.
+        if !self.inst.is_finished() {
+            self.fail(
+                format!(
+                    "the inputs of '{}' closed before their end",
+                    self.inst.vertex()
+                ),
+                ctx,
+            );
+        }
+    }
+}
+
+/// A source instance as an actor.
+pub(crate) struct SourceActor {
+    pub inst: SourceInstance,
+    pub outlets: Arc<Outlets>,
+    pub status: SharedStatus,
+    pub events: mpsc::UnboundedSender<InstanceEvent>,
+    pub budget: usize,
+    pub max_wait: Duration,
+    pub failed: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Poll;
+
+impl Actor for SourceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify(Poll);
+    }
+}
+
+impl Handler<Poll> for SourceActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+        let (out, poll) = match self.inst.poll(self.budget, now_ms()) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.events.send(InstanceEvent::Failed(e.to_string()));
+                self.failed = true;
+                ctx.stop();
+                return;
+            }
+        };
+        let fut = self.outlets.clone().send_all(out);
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
+            let m = act.inst.metrics();
+            publish(&act.status, &m, None, act.inst.is_finished());
+            if let Err(e) = res {
+                let _ = act.events.send(InstanceEvent::Failed(e));
+                act.failed = true;
+                ctx.stop();
+                return;
+            }
+            match poll {
+                SourcePoll::More => {
+                    ctx.notify(Poll);
+                }
+                SourcePoll::Wait(ms) => {
+                    ctx.notify_later(Poll, Duration::from_millis(ms).min(act.max_wait));
+                }
+                SourcePoll::Done => {
+                    let _ = act.events.send(InstanceEvent::Finished);
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+}

@@ -1,0 +1,433 @@
+//! One job's part on one worker: built at prepare time (inputs and operator instances),
+//! wired and started at start time (outlets, QUIC edge writers, actors), torn down on
+//! end, failure or cancel.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use ringflow_net::{Connection, Endpoint};
+use ringflow_proto::{EdgeOpen, JobPrepare, PeerRole, StreamOpen, VertexStatus};
+use ringflow_ring::RingConfig;
+use ringflow_stream::harness::{InstanceConfig, Routing};
+use ringflow_stream::registry::Instance;
+use ringflow_stream::wire::DataFrame;
+use ringflow_stream::{plan, InitContext, JobPlan, JobSpec, PortType, Registry};
+use tokio::sync::mpsc;
+
+use super::actors::{
+    now_ms, InstanceEvent, OperatorActor, Outlets, SharedStatus, SourceActor, Target,
+};
+use super::credit::{self, CreditSender, InputQueue, QueueGauge};
+use crate::runtime::open_service_stream;
+
+/// Frames queued per outgoing edge before its writer (on the network thread) catches up.
+const EDGE_FRAMES: usize = 8;
+
+/// An instance built at prepare time, waiting for start.
+struct Pending {
+    vertex: usize,
+    instance: Instance,
+    input: Option<(InputQueue, QueueGauge)>,
+}
+
+/// Events of a job on this worker, for its control stream.
+#[derive(Debug)]
+pub(crate) enum JobEvent {
+    /// An instance or edge writer finished.
+    Done,
+    /// Something failed; the job fails.
+    Failed(String),
+}
+
+/// A job's part on this worker.
+pub(crate) struct LocalJob {
+    pub id: String,
+    pub plan: JobPlan,
+    pub index: usize,
+    workers: Vec<(String, String)>,
+    /// (edge, sending instance) -> the input channel of the local receiving instance.
+    inputs: HashMap<(u32, u32), (CreditSender, PortType)>,
+    pending: RefCell<Vec<Pending>>,
+    statuses: Vec<(usize, SharedStatus)>,
+    arbiters: RefCell<Vec<Arbiter>>,
+    tasks: RefCell<Vec<tokio::task::JoinHandle<()>>>,
+    conns: RefCell<Vec<Connection>>,
+    scratch: std::path::PathBuf,
+    events_tx: mpsc::UnboundedSender<JobEvent>,
+    /// How many `Done` events mean the job finished here.
+    pub expected_done: RefCell<usize>,
+}
+
+impl LocalJob {
+    /// Validates the spec with this worker's registry and builds every local instance.
+    pub fn prepare(
+        prep: &JobPrepare,
+        registry: &Registry,
+        worker: &str,
+        scratch: std::path::PathBuf,
+    ) -> Result<(LocalJob, mpsc::UnboundedReceiver<JobEvent>), String> {
+        let spec = JobSpec::from_json(&prep.spec_json).map_err(|e| e.to_string())?;
+        let ring = RingConfig::new(prep.partitions, 1).map_err(|e| e.to_string())?;
+        let n = prep.workers.len();
+        let index = prep.index as usize;
+        if n == 0 || index >= n || prep.owners.len() != prep.partitions as usize {
+            return Err("malformed job deployment (workers, index or owners)".into());
+        }
+        if prep.owners.iter().any(|&o| o as usize >= n) {
+            return Err("malformed job deployment (owner out of range)".into());
+        }
+        let init = InitContext {
+            job: prep.job.clone(),
+            vertex: String::new(),
+            worker: worker.to_owned(),
+            instance: index,
+            instances: n,
+            ring,
+            scratch_dir: scratch.clone(),
+            validate_only: true,
+            extensions: registry.extensions().clone(),
+        };
+        let plan = plan(&spec, registry, &init).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| format!("creating the job directory {}: {e}", scratch.display()))?;
+        let routing = Routing::new(ring, prep.owners.clone());
+        let s = plan.spec.settings.clone();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut inputs = HashMap::new();
+        let mut pending = Vec::new();
+        let mut statuses = Vec::new();
+        let now = now_ms();
+        for (v, vp) in plan.vertices.iter().enumerate() {
+            if !plan.runs_on(v, index) {
+                continue;
+            }
+            let chans = plan.input_channels(v, index, n);
+            let input = if vp.is_source {
+                None
+            } else {
+                let (senders, queue, gauge) = credit::input(chans.len(), s.edge_credits);
+                for (sender, &(e, from)) in senders.into_iter().zip(&chans) {
+                    let port = plan.vertices[plan.edges[e].from].output;
+                    inputs.insert((e as u32, from as u32), (sender, port));
+                }
+                Some((queue, gauge))
+            };
+            let instances = plan.instances(v, n);
+            let init = InitContext {
+                vertex: vp.name.clone(),
+                instance: if vp.single { 0 } else { index },
+                instances,
+                validate_only: false,
+                ..init.clone()
+            };
+            let cfg = InstanceConfig {
+                vertex: vp.name.clone(),
+                inputs: chans.len(),
+                outputs: plan.out_edges(v, init.instance, n),
+                routing: Some(routing.clone()),
+                batch_size: s.batch_size,
+                linger_ms: s.linger_ms,
+                idle_timeout_ms: s.idle_timeout_ms,
+            };
+            let instance = registry
+                .instantiate(&vp.operator, &plan.spec.vertices[v].config, &init, cfg, now)
+                .map_err(|e| e.to_string())?;
+            statuses.push((
+                v,
+                Arc::new(Mutex::new(VertexStatus {
+                    name: vp.name.clone(),
+                    instances: 1,
+                    watermark: i64::MIN,
+                    ..VertexStatus::default()
+                })),
+            ));
+            pending.push(Pending {
+                vertex: v,
+                instance,
+                input,
+            });
+        }
+        let job = LocalJob {
+            id: prep.job.clone(),
+            plan,
+            index,
+            workers: prep
+                .workers
+                .iter()
+                .map(|w| (w.id.0.clone(), w.addr.clone()))
+                .collect(),
+            inputs,
+            pending: RefCell::new(pending),
+            statuses,
+            arbiters: RefCell::new(Vec::new()),
+            tasks: RefCell::new(Vec::new()),
+            conns: RefCell::new(Vec::new()),
+            scratch,
+            events_tx,
+            expected_done: RefCell::new(0),
+        };
+        Ok((job, events_rx))
+    }
+
+    /// The input channel for frames of `edge` from instance `sender`, with its type.
+    pub fn input_for(&self, edge: u32, sender: u32) -> Option<(CreditSender, PortType)> {
+        self.inputs.get(&(edge, sender)).cloned()
+    }
+
+    /// The worker that runs instance `i` of every vertex (for error messages).
+    pub fn worker_name(&self, i: u32) -> String {
+        self.workers
+            .get(i as usize)
+            .map(|(w, _)| w.clone())
+            .unwrap_or_else(|| format!("instance {i}"))
+    }
+
+    /// Reports a failure to the job's control stream.
+    pub fn fail(&self, reason: String) {
+        let _ = self.events_tx.send(JobEvent::Failed(reason));
+    }
+
+    /// A clone of the events sender (edge readers report through it).
+    pub fn events(&self) -> mpsc::UnboundedSender<JobEvent> {
+        self.events_tx.clone()
+    }
+
+    /// Connects outgoing edges and starts every local instance.
+    pub async fn start(
+        &self,
+        endpoint: &Endpoint,
+        worker_id: &str,
+        cluster: &str,
+    ) -> Result<(), String> {
+        let n = self.workers.len();
+        let s = self.plan.spec.settings.clone();
+        // One connection per peer worker that some local instance sends to.
+        let mut conns: HashMap<usize, Connection> = HashMap::new();
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        let mut expected = 0;
+        let mut actors = Vec::new();
+        for p in pending {
+            let v = p.vertex;
+            let my_instance = if self.plan.vertices[v].single {
+                0
+            } else {
+                self.index
+            };
+            let mut targets = Vec::new();
+            for &e in &self.plan.vertices[v].outputs {
+                let edge = &self.plan.edges[e];
+                let count = self.plan.instances(edge.to, n);
+                let mut row = Vec::new();
+                for t in 0..count {
+                    let reachable = match edge.kind {
+                        ringflow_stream::EdgeKind::Forward => t == my_instance,
+                        _ => true,
+                    };
+                    if !reachable {
+                        row.push(None);
+                        continue;
+                    }
+                    if t == self.index {
+                        let (sender, _) = self
+                            .input_for(e as u32, my_instance as u32)
+                            .ok_or_else(|| format!("no local input for edge {e}"))?;
+                        row.push(Some(Target::Local(sender)));
+                    } else {
+                        let conn = match conns.get(&t) {
+                            Some(c) => c.clone(),
+                            None => {
+                                let (peer, addr) = &self.workers[t];
+                                let sa: SocketAddr = addr
+                                    .parse()
+                                    .map_err(|_| format!("bad address {addr} of {peer}"))?;
+                                let c = endpoint
+                                    .connect(sa)
+                                    .await
+                                    .map_err(|e| format!("connecting to {peer}: {e}"))?;
+                                conns.insert(t, c.clone());
+                                c
+                            }
+                        };
+                        let (tx, rx) = mpsc::channel(EDGE_FRAMES);
+                        let open = EdgeOpen {
+                            job: self.id.clone(),
+                            edge: e as u32,
+                            sender: my_instance as u32,
+                            receiver: t as u32,
+                        };
+                        let (mut fsend, _frecv) = open_service_stream(
+                            &conn,
+                            PeerRole::Worker,
+                            Some(worker_id.to_owned()),
+                            cluster,
+                            super::SERVICE,
+                        )
+                        .await
+                        .map_err(|e| format!("opening an edge to {}: {e}", self.workers[t].0))?;
+                        fsend.send(&StreamOpen::Edge(open)).await.map_err(|e| {
+                            format!("opening an edge to {}: {e}", self.workers[t].0)
+                        })?;
+                        expected += 1;
+                        let events = self.events_tx.clone();
+                        let peer = self.workers[t].0.clone();
+                        let limit = u32::try_from(s.edge_credits).unwrap_or(u32::MAX);
+                        let task =
+                            actix_rt::spawn(write_edge(fsend, _frecv, rx, events, peer, limit));
+                        self.tasks.borrow_mut().push(task);
+                        row.push(Some(Target::Remote {
+                            tx,
+                            port: self.plan.vertices[v].output,
+                        }));
+                    }
+                }
+                targets.push(row);
+            }
+            expected += 1;
+            actors.push((p, Arc::new(Outlets { targets })));
+        }
+        *self.expected_done.borrow_mut() = expected;
+        self.conns.borrow_mut().extend(conns.into_values());
+
+        // Operators before sources, so nothing waits on an actor that is not there yet.
+        actors.sort_by_key(|(p, _)| matches!(p.instance, Instance::Source(_)));
+        let (inst_tx, mut inst_rx) = mpsc::unbounded_channel::<InstanceEvent>();
+        let tick = Duration::from_millis((s.linger_ms / 2).clamp(5, 1000));
+        for (p, outlets) in actors {
+            let status = self
+                .statuses
+                .iter()
+                .find(|(v, _)| *v == p.vertex)
+                .map(|(_, s)| s.clone())
+                .ok_or("missing status")?;
+            let arbiter = Arbiter::new();
+            let events = inst_tx.clone();
+            match p.instance {
+                Instance::Operator(inst) => {
+                    let (queue, gauge) = p.input.ok_or("operator without input")?;
+                    OperatorActor::start_in_arbiter(&arbiter.handle(), move |_| OperatorActor {
+                        inst,
+                        input: Some(queue),
+                        gauge,
+                        outlets,
+                        status,
+                        events,
+                        tick,
+                        failed: false,
+                    });
+                }
+                Instance::Source(inst) => {
+                    let budget = s.batch_size;
+                    let max_wait =
+                        Duration::from_millis(s.linger_ms.min(s.idle_timeout_ms / 2).max(1));
+                    SourceActor::start_in_arbiter(&arbiter.handle(), move |_| SourceActor {
+                        inst,
+                        outlets,
+                        status,
+                        events,
+                        budget,
+                        max_wait,
+                        failed: false,
+                    });
+                }
+            }
+            self.arbiters.borrow_mut().push(arbiter);
+        }
+        drop(inst_tx);
+        // Relay instance events (they come from other threads) onto the job's channel.
+        let events = self.events_tx.clone();
+        let relay = actix_rt::spawn(async move {
+            while let Some(ev) = inst_rx.recv().await {
+                let ev = match ev {
+                    InstanceEvent::Finished => JobEvent::Done,
+                    InstanceEvent::Failed(r) => JobEvent::Failed(r),
+                };
+                if events.send(ev).is_err() {
+                    break;
+                }
+            }
+        });
+        self.tasks.borrow_mut().push(relay);
+        Ok(())
+    }
+
+    /// Per-vertex counters of this worker.
+    pub fn status(&self) -> Vec<VertexStatus> {
+        self.statuses
+            .iter()
+            .filter_map(|(_, s)| s.lock().ok().map(|s| s.clone()))
+            .collect()
+    }
+
+    /// Stops every actor and task of the job here.
+    pub fn stop(&self) {
+        for t in self.tasks.borrow_mut().drain(..) {
+            t.abort();
+        }
+        for a in self.arbiters.borrow_mut().drain(..) {
+            a.stop();
+        }
+    }
+}
+
+impl Drop for LocalJob {
+    fn drop(&mut self) {
+        self.stop();
+        // Spill files and scratch data die with the job.
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// Writes one outgoing edge's frames to its QUIC stream. At most `limit` records are in
+/// transit: a batch waits for the receiver's `Credit` frames, which it sends once the
+/// records are in the receiving instance's own bounded queue. So a cross-node edge holds
+/// at most `2 × edge_credits` records whatever the QUIC windows are.
+async fn write_edge(
+    mut send: ringflow_net::FramedSend,
+    mut recv: ringflow_net::FramedRecv,
+    mut rx: mpsc::Receiver<DataFrame>,
+    events: mpsc::UnboundedSender<JobEvent>,
+    peer: String,
+    limit: u32,
+) {
+    let mut credits = limit;
+    while let Some(frame) = rx.recv().await {
+        let end = matches!(frame, DataFrame::End);
+        let cost = match &frame {
+            DataFrame::Batch { records, .. } => (*records).clamp(1, limit),
+            _ => 0,
+        };
+        while credits < cost {
+            match recv.recv::<DataFrame>().await {
+                Ok(Some(DataFrame::Credit(n))) => credits = credits.saturating_add(n).min(limit),
+                Ok(Some(_)) => {
+                    let _ = events.send(JobEvent::Failed(format!(
+                        "edge to {peer}: unexpected frame from the receiver"
+                    )));
+                    return;
+                }
+                Ok(None) | Err(_) => {
+                    let _ = events.send(JobEvent::Failed(format!(
+                        "edge to {peer}: the receiver went away"
+                    )));
+                    return;
+                }
+            }
+        }
+        credits -= cost;
+        if let Err(e) = send.send(&frame).await {
+            let _ = events.send(JobEvent::Failed(format!("edge to {peer}: {e}")));
+            return;
+        }
+        if end {
+            let _ = send.finish();
+            let _ = events.send(JobEvent::Done);
+            return;
+        }
+    }
+    // The sending instance stopped without an end: the job is being torn down.
+    let _ = send.reset(0);
+}

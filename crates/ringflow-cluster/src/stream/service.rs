@@ -1,0 +1,389 @@
+//! The worker's `stream` service: job control streams from the coordinator and data
+//! edge streams from peer workers.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringflow_net::{Connection, FramedRecv, FramedSend};
+use std::sync::mpsc::{TryRecvError, TrySendError};
+
+use ringflow_proto::{
+    ClientPort, EdgeOpen, Hello, JobControl, JobPrepare, JobReport, PeerRole, StreamOpen,
+};
+use ringflow_stream::ops::client::{ClientPorts, PortFrame};
+use ringflow_stream::wire::DataFrame;
+use ringflow_stream::{Message, Registry};
+use tokio::sync::mpsc;
+
+use super::job::{JobEvent, LocalJob};
+use crate::service::{LocalFuture, ServiceContext, ServiceFactory, WorkerService};
+use crate::ClusterError;
+
+/// How long a finished job's client outboxes wait to be read.
+const OUTBOX_GRACE: Duration = Duration::from_secs(300);
+
+/// How often a running job reports its counters to the coordinator.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Builds the stream service with the operators of `registry`.
+pub fn service(mut registry: Registry) -> ServiceFactory {
+    registry.provide(ClientPorts::default());
+    let registry = Arc::new(registry);
+    Box::new(move |ctx: ServiceContext| {
+        let ports = registry
+            .extensions()
+            .get::<ClientPorts>()
+            .ok_or_else(|| ClusterError::Service("client ports missing".into()))?;
+        Ok(Rc::new(StreamService {
+            ctx,
+            registry,
+            ports,
+            jobs: RefCell::new(HashMap::new()),
+        }) as Rc<dyn WorkerService>)
+    })
+}
+
+/// Runs stream jobs on a worker.
+pub struct StreamService {
+    ctx: ServiceContext,
+    registry: Arc<Registry>,
+    ports: Arc<ClientPorts>,
+    jobs: RefCell<HashMap<String, Rc<LocalJob>>>,
+}
+
+impl WorkerService for StreamService {
+    fn name(&self) -> &str {
+        super::SERVICE
+    }
+
+    fn serve(
+        self: Rc<Self>,
+        conn: Connection,
+        hello: Hello,
+        send: FramedSend,
+        mut recv: FramedRecv,
+    ) -> LocalFuture<Result<(), ClusterError>> {
+        Box::pin(async move {
+            let Some(open) = recv.recv::<StreamOpen>().await? else {
+                return Ok(());
+            };
+            match open {
+                StreamOpen::Control(prep) => {
+                    if hello.role != PeerRole::Coordinator || !conn.peer_is_node() {
+                        let mut send = send;
+                        send.send(&JobReport::Refused {
+                            error: "only the coordinator controls jobs".into(),
+                        })
+                        .await?;
+                        return Ok(());
+                    }
+                    self.control(prep, send, recv).await
+                }
+                StreamOpen::Edge(open) => {
+                    if !conn.peer_is_node() {
+                        return Ok(());
+                    }
+                    self.edge(open, send, recv).await
+                }
+                StreamOpen::Push(port) => self.push(port, send, recv).await,
+                StreamOpen::Pull(port) => self.pull(port, send).await,
+            }
+        })
+    }
+
+    fn shutdown(self: Rc<Self>) -> LocalFuture<()> {
+        Box::pin(async move {
+            for (_, job) in self.jobs.borrow_mut().drain() {
+                job.stop();
+            }
+        })
+    }
+}
+
+/// Reads job control messages on a task of its own (cancel-safe for `select!`).
+fn spawn_control_reader(mut recv: FramedRecv) -> mpsc::Receiver<Option<JobControl>> {
+    let (tx, rx) = mpsc::channel(4);
+    actix_rt::spawn(async move {
+        loop {
+            match recv.recv::<JobControl>().await {
+                Ok(Some(m)) => {
+                    if tx.send(Some(m)).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = tx.send(None).await;
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+impl StreamService {
+    async fn control(
+        &self,
+        prep: JobPrepare,
+        mut send: FramedSend,
+        recv: FramedRecv,
+    ) -> Result<(), ClusterError> {
+        let scratch = self.ctx.data_dir.join("jobs").join(&prep.job);
+        let (job, mut events) =
+            match LocalJob::prepare(&prep, &self.registry, self.ctx.worker_id.as_str(), scratch) {
+                Ok(j) => j,
+                Err(error) => {
+                    tracing::info!(job = %prep.job, %error, "refused a job");
+                    send.send(&JobReport::Refused { error }).await?;
+                    return Ok(());
+                }
+            };
+        let job = Rc::new(job);
+        let id = job.id.clone();
+        self.jobs.borrow_mut().insert(id.clone(), job.clone());
+        // The job's gauges go with it, however this ends (scrapes see its progress while
+        // it runs here).
+        let _gauges = crate::metrics::JobGauges(id.clone());
+        let result = self.run_job(&job, &mut send, recv, &mut events).await;
+        job.stop();
+        self.jobs.borrow_mut().remove(&id);
+        self.ports.remove_inboxes(&id);
+        // The last batches of a finished job may still wait in client outboxes: give the
+        // client time to read them.
+        let ports = self.ports.clone();
+        actix_rt::spawn(async move {
+            tokio::time::sleep(OUTBOX_GRACE).await;
+            ports.remove_outboxes(&id);
+        });
+        result
+    }
+
+    async fn run_job(
+        &self,
+        job: &Rc<LocalJob>,
+        send: &mut FramedSend,
+        recv: FramedRecv,
+        events: &mut mpsc::UnboundedReceiver<JobEvent>,
+    ) -> Result<(), ClusterError> {
+        send.send(&JobReport::Prepared).await?;
+        let mut control = spawn_control_reader(recv);
+        match control.recv().await.flatten() {
+            Some(JobControl::Start) => {}
+            Some(JobControl::Cancel { .. }) | None => return Ok(()),
+        }
+        if let Err(reason) = job
+            .start(
+                &self.ctx.endpoint,
+                self.ctx.worker_id.as_str(),
+                &self.ctx.cluster,
+            )
+            .await
+        {
+            send.send(&JobReport::Failed { reason }).await?;
+            return Ok(());
+        }
+        tracing::info!(job = %job.id, index = job.index, "job started");
+        let mut done = 0;
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        loop {
+            tokio::select! {
+                msg = control.recv() => match msg.flatten() {
+                    Some(JobControl::Cancel { reason }) => {
+                        tracing::info!(job = %job.id, %reason, "job cancelled");
+                        return Ok(());
+                    }
+                    Some(JobControl::Start) => {}
+                    None => {
+                        tracing::warn!(job = %job.id, "job control stream closed: stopping the job");
+                        return Ok(());
+                    }
+                },
+                ev = events.recv() => match ev {
+                    Some(JobEvent::Done) => {
+                        done += 1;
+                        if done >= *job.expected_done.borrow() {
+                            send.send(&JobReport::Finished { vertices: job.status() }).await?;
+                            tracing::info!(job = %job.id, "job finished here");
+                            // Keep the stream until the coordinator has read it.
+                            let _ = tokio::time::timeout(Duration::from_secs(10), control.recv()).await;
+                            return Ok(());
+                        }
+                    }
+                    Some(JobEvent::Failed(reason)) => {
+                        tracing::warn!(job = %job.id, %reason, "job failed here");
+                        send.send(&JobReport::Failed { reason }).await?;
+                        let _ = tokio::time::timeout(Duration::from_secs(10), control.recv()).await;
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                },
+                _ = progress.tick() => {
+                    let vertices = job.status();
+                    crate::metrics::stream_gauges().update(&job.id, &vertices);
+                    send.send(&JobReport::Progress { vertices }).await?;
+                }
+            }
+        }
+    }
+
+    /// Relays a client's frames into a `source.client` instance (waiting while its inbox
+    /// is full, so QUIC flow control holds the client back).
+    async fn push(
+        &self,
+        port: ClientPort,
+        mut send: FramedSend,
+        mut recv: FramedRecv,
+    ) -> Result<(), ClusterError> {
+        let id = (
+            port.job.clone(),
+            port.vertex.clone(),
+            port.instance as usize,
+        );
+        let Some(inbox) = self.ports.take_inbox(&id) else {
+            send.send(&DataFrame::End).await?;
+            return Ok(());
+        };
+        // Tell the client the port is open.
+        send.send(&DataFrame::Credit(0)).await?;
+        loop {
+            let mut frame = match recv.recv::<DataFrame>().await? {
+                Some(DataFrame::Batch { bytes, records }) => PortFrame::Batch(bytes, records),
+                Some(DataFrame::End) | None => PortFrame::End,
+                Some(_) => continue,
+            };
+            let end = matches!(frame, PortFrame::End);
+            let mut wait = Duration::from_millis(1);
+            loop {
+                match inbox.try_send(frame) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(f)) => {
+                        frame = f;
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_millis(20));
+                    }
+                    Err(TrySendError::Disconnected(_)) => return Ok(()),
+                }
+            }
+            if end {
+                let _ = send.finish();
+                return Ok(());
+            }
+        }
+    }
+
+    /// Relays a `sink.client` instance's records to a client.
+    async fn pull(&self, port: ClientPort, mut send: FramedSend) -> Result<(), ClusterError> {
+        let id = (
+            port.job.clone(),
+            port.vertex.clone(),
+            port.instance as usize,
+        );
+        let Some(outbox) = self.ports.take_outbox(&id) else {
+            send.send(&DataFrame::Idle).await?;
+            return Ok(());
+        };
+        let mut wait = Duration::from_millis(1);
+        loop {
+            match outbox.try_recv() {
+                Ok(PortFrame::Batch(bytes, records)) => {
+                    wait = Duration::from_millis(1);
+                    send.send(&DataFrame::Batch { records, bytes }).await?;
+                }
+                Ok(PortFrame::End) => {
+                    send.send(&DataFrame::End).await?;
+                    let _ = send.finish();
+                    return Ok(());
+                }
+                Err(TryRecvError::Empty) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(20));
+                }
+                Err(TryRecvError::Disconnected) => {
+                    // The sink failed or the job was cancelled.
+                    send.send(&DataFrame::Idle).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Feeds one incoming data edge into the local instance's input channel; stops
+    /// reading (so QUIC flow control stalls the sender) while that channel has no credit.
+    async fn edge(
+        &self,
+        open: EdgeOpen,
+        mut send: FramedSend,
+        mut recv: FramedRecv,
+    ) -> Result<(), ClusterError> {
+        let job = self.jobs.borrow().get(&open.job).cloned();
+        let Some(job) = job else {
+            tracing::debug!(job = %open.job, "edge for an unknown job");
+            return Ok(());
+        };
+        let Some((input, port)) = job.input_for(open.edge, open.sender) else {
+            job.fail(format!(
+                "edge {} from instance {} does not end on this worker",
+                open.edge, open.sender
+            ));
+            return Ok(());
+        };
+        let events = job.events();
+        let from = format!(
+            "edge {} from instance {} on {}",
+            open.edge,
+            open.sender,
+            job.worker_name(open.sender)
+        );
+        drop(job);
+        let mut credit_closed = false;
+        loop {
+            let frame = match recv.recv::<DataFrame>().await {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    let _ = events.send(JobEvent::Failed(format!("{from}: closed before its end")));
+                    return Ok(());
+                }
+                Err(e) => {
+                    let _ = events.send(JobEvent::Failed(format!("{from}: {e}")));
+                    return Ok(());
+                }
+            };
+            let mut grant = 0;
+            let (msg, end) = match frame {
+                DataFrame::Batch { bytes, records } => match port.decode(&bytes) {
+                    Ok(b) => {
+                        grant = records.max(1);
+                        (Message::Batch(b), false)
+                    }
+                    Err(e) => {
+                        let _ = events.send(JobEvent::Failed(format!("{from}: {e}")));
+                        return Ok(());
+                    }
+                },
+                DataFrame::Watermark(w) => (Message::Watermark(w), false),
+                DataFrame::Idle => (Message::Idle, false),
+                DataFrame::End => (Message::End, true),
+                DataFrame::Credit(_) => {
+                    let _ = events.send(JobEvent::Failed(format!(
+                        "{from}: credit frame from a sender"
+                    )));
+                    return Ok(());
+                }
+            };
+            if input.send(msg).await.is_err() {
+                return Ok(());
+            }
+            // The sender stops reading credits once it has sent its end (and may have
+            // dropped its half already): a failed grant is not an error.
+            if grant > 0 && !credit_closed && send.send(&DataFrame::Credit(grant)).await.is_err() {
+                credit_closed = true;
+            }
+            if end {
+                return Ok(());
+            }
+        }
+    }
+}

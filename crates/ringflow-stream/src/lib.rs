@@ -1,0 +1,34 @@
+//! ringflow's stream model, free of sockets and actors (sans-IO).
+//!
+//! Users write [`Operator`]s and [`Source`]s against these traits and register them by
+//! name in a [`Registry`]; a [`JobSpec`] names a graph of them and [`plan`] validates it
+//! into a [`JobPlan`]. [`harness`] drives one operator instance from input messages,
+//! watermarks and a clock passed in, and says what to send where: the runtime in
+//! `ringflow-cluster` only moves those messages between actors and over QUIC.
+
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod error;
+pub mod extensions;
+pub mod harness;
+pub mod local;
+pub mod operator;
+pub mod ops;
+pub mod plan;
+pub mod registry;
+pub mod source;
+pub mod spec;
+pub mod state;
+pub mod wire;
+
+pub use data::{AnyBatch, Batch, Data, EventTime, Item, Key, Message, PortType, Value};
+pub use error::{SpecError, StreamError};
+pub use extensions::Extensions;
+pub use local::LocalRunner;
+pub use operator::{Context, Drain, InitContext, OpError, OpResult, Operator, Timer};
+pub use plan::{plan, EdgePlan, JobPlan, VertexPlan};
+pub use registry::Registry;
+pub use source::{Source, SourceOutput, SourcePoll};
+pub use spec::{EdgeKind, InputSpec, JobSettings, JobSpec, VertexSpec};
+pub use state::KeyedState;

@@ -1,0 +1,327 @@
+//! Validates a [`JobSpec`] against a [`Registry`] into a [`JobPlan`]: every problem is
+//! reported with the vertex at fault, before anything runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::data::PortType;
+use crate::harness::OutEdge;
+use crate::operator::InitContext;
+use crate::registry::Registry;
+use crate::spec::{EdgeKind, JobSpec};
+use crate::SpecError;
+
+/// Most vertices a job may have.
+pub const MAX_VERTICES: usize = 256;
+
+/// One edge of a planned job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgePlan {
+    /// Index of the edge in [`JobPlan::edges`].
+    pub id: usize,
+    /// Upstream vertex index.
+    pub from: usize,
+    /// Downstream vertex index.
+    pub to: usize,
+    /// Routing.
+    pub kind: EdgeKind,
+}
+
+/// One vertex of a planned job.
+#[derive(Clone, Debug)]
+pub struct VertexPlan {
+    /// Vertex name.
+    pub name: String,
+    /// Registered operator name.
+    pub operator: String,
+    /// True for sources.
+    pub is_source: bool,
+    /// Runs one instance only (on the job's first worker).
+    pub single: bool,
+    /// Incoming edge ids, in spec order.
+    pub inputs: Vec<usize>,
+    /// Outgoing edge ids.
+    pub outputs: Vec<usize>,
+    /// Output type.
+    pub output: PortType,
+}
+
+/// A validated job.
+#[derive(Clone, Debug)]
+pub struct JobPlan {
+    /// The spec it came from.
+    pub spec: JobSpec,
+    /// Vertices, in spec order.
+    pub vertices: Vec<VertexPlan>,
+    /// Edges.
+    pub edges: Vec<EdgePlan>,
+}
+
+impl JobPlan {
+    /// Number of instances of vertex `v` when the job runs on `workers` workers.
+    pub fn instances(&self, v: usize, workers: usize) -> usize {
+        if self.vertices[v].single {
+            1
+        } else {
+            workers
+        }
+    }
+
+    /// Whether vertex `v` has an instance on the worker at `index`.
+    pub fn runs_on(&self, v: usize, index: usize) -> bool {
+        !self.vertices[v].single || index == 0
+    }
+
+    /// The input channels of the instance of vertex `v` at `index`: one per
+    /// (incoming edge, sending instance) that can send to it, in a fixed order.
+    pub fn input_channels(&self, v: usize, index: usize, workers: usize) -> Vec<(usize, usize)> {
+        let mut chans = Vec::new();
+        for &e in &self.vertices[v].inputs {
+            let edge = &self.edges[e];
+            let senders = self.instances(edge.from, workers);
+            match edge.kind {
+                EdgeKind::Forward => chans.push((e, index)),
+                _ => chans.extend((0..senders).map(|s| (e, s))),
+            }
+        }
+        chans
+    }
+
+    /// The output edges of vertex `v`'s instance at `index`, as the harness sees them.
+    pub fn out_edges(&self, v: usize, index: usize, workers: usize) -> Vec<OutEdge> {
+        self.vertices[v]
+            .outputs
+            .iter()
+            .map(|&e| {
+                let edge = &self.edges[e];
+                OutEdge {
+                    kind: edge.kind,
+                    targets: self.instances(edge.to, workers),
+                    self_index: index,
+                }
+            })
+            .collect()
+    }
+
+    /// Vertex index by name.
+    pub fn vertex_index(&self, name: &str) -> Option<usize> {
+        self.vertices.iter().position(|v| v.name == name)
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Checks `spec` against `registry` and plans it. `init` is the context configs are
+/// checked with (its `vertex` is replaced per vertex).
+pub fn plan(spec: &JobSpec, registry: &Registry, init: &InitContext) -> Result<JobPlan, SpecError> {
+    if spec.name.trim().is_empty() || spec.name.len() > 128 {
+        return Err(SpecError::Job("name must be 1 to 128 characters".into()));
+    }
+    if spec.vertices.is_empty() {
+        return Err(SpecError::Job("a job needs at least one vertex".into()));
+    }
+    if spec.vertices.len() > MAX_VERTICES {
+        return Err(SpecError::Job(format!(
+            "{} vertices; at most {MAX_VERTICES}",
+            spec.vertices.len()
+        )));
+    }
+    let s = &spec.settings;
+    if s.batch_size == 0 || s.batch_size > 65_536 {
+        return Err(SpecError::Job(
+            "settings.batch_size must be 1..=65536".into(),
+        ));
+    }
+    if s.edge_credits < s.batch_size {
+        return Err(SpecError::Job(format!(
+            "settings.edge_credits ({}) must be at least batch_size ({})",
+            s.edge_credits, s.batch_size
+        )));
+    }
+    if s.edge_credits > 16 * 1024 * 1024 {
+        return Err(SpecError::Job(
+            "settings.edge_credits must be at most 16777216".into(),
+        ));
+    }
+    if s.linger_ms > 60_000 {
+        return Err(SpecError::Job(
+            "settings.linger_ms must be at most 60000".into(),
+        ));
+    }
+    if s.idle_timeout_ms == 0 {
+        return Err(SpecError::Job(
+            "settings.idle_timeout_ms must be positive".into(),
+        ));
+    }
+
+    let mut index = BTreeMap::new();
+    for (i, v) in spec.vertices.iter().enumerate() {
+        if !valid_name(&v.name) {
+            return Err(SpecError::vertex(
+                &v.name,
+                "names are 1 to 64 letters, digits, '_', '-' or '.'",
+            ));
+        }
+        if index.insert(v.name.clone(), i).is_some() {
+            return Err(SpecError::vertex(&v.name, "duplicate vertex name"));
+        }
+    }
+
+    let mut vertices = Vec::with_capacity(spec.vertices.len());
+    let mut edges = Vec::new();
+    for v in &spec.vertices {
+        let Some(entry) = registry.get(&v.operator) else {
+            let known: Vec<&str> = registry.names().collect();
+            return Err(SpecError::vertex(
+                &v.name,
+                format!(
+                    "unknown operator '{}' (known: {})",
+                    v.operator,
+                    known.join(", ")
+                ),
+            ));
+        };
+        let single = match v.parallelism {
+            None => false,
+            Some(1) => true,
+            Some(n) => {
+                return Err(SpecError::vertex(
+                    &v.name,
+                    format!(
+                    "parallelism {n} is not supported: omit it (one instance per worker) or set 1"
+                ),
+                ))
+            }
+        };
+        if entry.is_source() && !v.inputs.is_empty() {
+            return Err(SpecError::vertex(
+                &v.name,
+                format!("'{}' is a source and takes no inputs", v.operator),
+            ));
+        }
+        if !entry.is_source() && v.inputs.is_empty() {
+            return Err(SpecError::vertex(
+                &v.name,
+                format!("'{}' needs at least one input", v.operator),
+            ));
+        }
+        vertices.push(VertexPlan {
+            name: v.name.clone(),
+            operator: v.operator.clone(),
+            is_source: entry.is_source(),
+            single,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            output: entry.output,
+        });
+    }
+
+    for (to, v) in spec.vertices.iter().enumerate() {
+        let mut seen = BTreeSet::new();
+        for input in &v.inputs {
+            let Some(&from) = index.get(&input.from) else {
+                return Err(SpecError::vertex(
+                    &v.name,
+                    format!("input '{}' is not a vertex of this job", input.from),
+                ));
+            };
+            if from == to {
+                return Err(SpecError::vertex(
+                    &v.name,
+                    "a vertex cannot be its own input",
+                ));
+            }
+            if !seen.insert(from) {
+                return Err(SpecError::vertex(
+                    &v.name,
+                    format!("input '{}' is listed twice", input.from),
+                ));
+            }
+            let up_out = vertices[from].output;
+            let expects = registry
+                .get(&v.operator)
+                .and_then(|e| e.input)
+                .unwrap_or(up_out);
+            if !up_out.same_as(&expects) {
+                return Err(SpecError::vertex(
+                    &v.name,
+                    format!(
+                        "type mismatch: input '{}' produces {} but '{}' expects {}",
+                        input.from, up_out.name, v.operator, expects.name
+                    ),
+                ));
+            }
+            let (up_single, down_single) = (vertices[from].single, vertices[to].single);
+            match input.edge {
+                EdgeKind::Forward if up_single != down_single => {
+                    return Err(SpecError::vertex(
+                        &v.name,
+                        format!(
+                            "a forward edge from '{}' needs the same parallelism on both ends; use gather or broadcast",
+                            input.from
+                        ),
+                    ))
+                }
+                EdgeKind::Gather if !down_single => {
+                    return Err(SpecError::vertex(
+                        &v.name,
+                        "a gather edge needs parallelism = 1 on its receiving vertex",
+                    ))
+                }
+                _ => {}
+            }
+            let id = edges.len();
+            edges.push(EdgePlan {
+                id,
+                from,
+                to,
+                kind: input.edge,
+            });
+            vertices[from].outputs.push(id);
+            vertices[to].inputs.push(id);
+        }
+    }
+
+    // Kahn's algorithm: a cycle would deadlock on credits and never end.
+    let mut indeg: Vec<usize> = vertices.iter().map(|v| v.inputs.len()).collect();
+    let mut queue: Vec<usize> = (0..vertices.len()).filter(|&i| indeg[i] == 0).collect();
+    let mut visited = 0;
+    while let Some(v) = queue.pop() {
+        visited += 1;
+        for &e in &vertices[v].outputs {
+            let to = edges[e].to;
+            indeg[to] -= 1;
+            if indeg[to] == 0 {
+                queue.push(to);
+            }
+        }
+    }
+    if visited != vertices.len() {
+        let culprit = (0..vertices.len())
+            .find(|&i| indeg[i] > 0)
+            .map(|i| vertices[i].name.clone())
+            .unwrap_or_default();
+        return Err(SpecError::vertex(
+            culprit,
+            "the graph has a cycle through this vertex",
+        ));
+    }
+
+    for v in &spec.vertices {
+        let mut init = init.clone();
+        init.vertex = v.name.clone();
+        registry
+            .check_config(&v.operator, &v.config, &init)
+            .map_err(|e| SpecError::vertex(&v.name, e.0))?;
+    }
+
+    Ok(JobPlan {
+        spec: spec.clone(),
+        vertices,
+        edges,
+    })
+}

@@ -1,0 +1,207 @@
+//! Operators and sources registered by name, with their port types; builds erased
+//! instances from a vertex's config.
+
+use std::collections::BTreeMap;
+
+use crate::data::{PortType, Value};
+use crate::harness::{
+    DynOperator, DynSource, InstanceConfig, OpBox, OperatorInstance, Outputs, SourceInstance,
+    SrcBox,
+};
+use crate::operator::{InitContext, OpError, Operator};
+use crate::source::Source;
+use crate::StreamError;
+
+type MakeOp = fn(&Value, &InitContext, &InstanceConfig) -> Result<Box<dyn DynOperator>, OpError>;
+type MakeSrc = fn(&Value, &InitContext, &InstanceConfig) -> Result<Box<dyn DynSource>, OpError>;
+
+#[derive(Clone, Copy, Debug)]
+enum Make {
+    Operator(MakeOp),
+    Source(MakeSrc),
+}
+
+/// What a registered name is.
+#[derive(Clone, Copy, Debug)]
+pub struct Registered {
+    /// Input type; `None` for sources.
+    pub input: Option<PortType>,
+    /// Output type.
+    pub output: PortType,
+    make: Make,
+}
+
+impl Registered {
+    /// True for sources.
+    pub fn is_source(&self) -> bool {
+        matches!(self.make, Make::Source(_))
+    }
+}
+
+/// A running instance of either kind.
+pub enum Instance {
+    /// An operator with inputs.
+    Operator(OperatorInstance),
+    /// A source.
+    Source(SourceInstance),
+}
+
+/// Operators and sources by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: BTreeMap<String, Registered>,
+    extensions: crate::Extensions,
+}
+
+fn config_of<C: serde::de::DeserializeOwned>(config: &Value) -> Result<C, OpError> {
+    let v = match config {
+        Value::Null => Value::Object(Default::default()),
+        other => other.clone(),
+    };
+    serde_json::from_value(v).map_err(|e| OpError(format!("bad config: {e}")))
+}
+
+fn make_op<O: Operator>(
+    config: &Value,
+    init: &InitContext,
+    inst: &InstanceConfig,
+) -> Result<Box<dyn DynOperator>, OpError> {
+    let op = O::create(config_of(config)?, init)?;
+    Ok(Box::new(OpBox::<O> {
+        op,
+        out: Outputs::new(inst.outputs.clone(), inst.routing.clone(), inst.batch_size),
+    }))
+}
+
+fn make_src<S: Source>(
+    config: &Value,
+    init: &InitContext,
+    inst: &InstanceConfig,
+) -> Result<Box<dyn DynSource>, OpError> {
+    let src = S::create(config_of(config)?, init)?;
+    Ok(Box::new(SrcBox::<S> {
+        src,
+        out: Outputs::new(inst.outputs.clone(), inst.routing.clone(), inst.batch_size),
+    }))
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// A registry holding ringflow's built-in operators and sources.
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::new();
+        crate::ops::register_builtins(&mut r);
+        r
+    }
+
+    /// Registers an operator under `name` (replacing any earlier one).
+    pub fn operator<O: Operator>(&mut self, name: &str) -> &mut Self {
+        self.entries.insert(
+            name.to_owned(),
+            Registered {
+                input: Some(PortType::of::<O::In>()),
+                output: PortType::of::<O::Out>(),
+                make: Make::Operator(make_op::<O>),
+            },
+        );
+        self
+    }
+
+    /// Registers a source under `name`.
+    pub fn source<S: Source>(&mut self, name: &str) -> &mut Self {
+        self.entries.insert(
+            name.to_owned(),
+            Registered {
+                input: None,
+                output: PortType::of::<S::Out>(),
+                make: Make::Source(make_src::<S>),
+            },
+        );
+        self
+    }
+
+    /// Provides a shared service to every operator built from this registry (found with
+    /// `init.extensions.get::<T>()`).
+    pub fn provide<T: Send + Sync + 'static>(&mut self, value: T) -> &mut Self {
+        self.extensions.insert(value);
+        self
+    }
+
+    /// The services provided so far.
+    pub fn extensions(&self) -> &crate::Extensions {
+        &self.extensions
+    }
+
+    /// The entry registered under `name`.
+    pub fn get(&self, name: &str) -> Option<&Registered> {
+        self.entries.get(name)
+    }
+
+    /// Every registered name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// Builds an instance with `init.validate_only` set and drops it: checks the config.
+    pub fn check_config(
+        &self,
+        name: &str,
+        config: &Value,
+        init: &InitContext,
+    ) -> Result<(), OpError> {
+        let entry = self
+            .get(name)
+            .ok_or_else(|| OpError(format!("unknown operator '{name}'")))?;
+        let mut init = init.clone();
+        init.validate_only = true;
+        init.extensions = self.extensions.clone();
+        let inst = InstanceConfig {
+            vertex: init.vertex.clone(),
+            inputs: 0,
+            outputs: Vec::new(),
+            routing: None,
+            batch_size: 1,
+            linger_ms: 0,
+            idle_timeout_ms: 0,
+        };
+        match entry.make {
+            Make::Operator(f) => f(config, &init, &inst).map(drop),
+            Make::Source(f) => f(config, &init, &inst).map(drop),
+        }
+    }
+
+    /// Builds a running instance of `name`.
+    pub fn instantiate(
+        &self,
+        name: &str,
+        config: &Value,
+        init: &InitContext,
+        inst: InstanceConfig,
+        now: u64,
+    ) -> Result<Instance, StreamError> {
+        let fail = |reason: String| StreamError::Operator {
+            vertex: inst.vertex.clone(),
+            reason,
+        };
+        let entry = self
+            .get(name)
+            .ok_or_else(|| fail(format!("unknown operator '{name}'")))?;
+        let mut init = init.clone();
+        init.extensions = self.extensions.clone();
+        let init = &init;
+        match entry.make {
+            Make::Operator(f) => {
+                let op = f(config, init, &inst).map_err(|e| fail(e.0))?;
+                Ok(Instance::Operator(OperatorInstance::new(inst, op, now)))
+            }
+            Make::Source(f) => {
+                let src = f(config, init, &inst).map_err(|e| fail(e.0))?;
+                Ok(Instance::Source(SourceInstance::new(inst, src, now)))
+            }
+        }
+    }
+}

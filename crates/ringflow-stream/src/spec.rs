@@ -1,0 +1,285 @@
+//! Job specs: a graph of named vertices (an operator and its config) joined by edges.
+//! Written as TOML or JSON, or built in Rust; both produce the same [`JobSpec`].
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Value;
+use crate::SpecError;
+
+/// How records move along an edge from the instances of one vertex to the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeKind {
+    /// To the instance on the same worker (no network).
+    #[default]
+    Forward,
+    /// To the worker that owns the ring partition of the record's key.
+    Hash,
+    /// To every instance.
+    Broadcast,
+    /// To the single instance of a `parallelism = 1` vertex.
+    Gather,
+    /// To the instance whose index is the record's key (`"0"`, `"1"`, ...): range
+    /// partitioning, where the sender decides the target.
+    Direct,
+}
+
+impl EdgeKind {
+    /// The spec spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EdgeKind::Forward => "forward",
+            EdgeKind::Hash => "hash",
+            EdgeKind::Broadcast => "broadcast",
+            EdgeKind::Gather => "gather",
+            EdgeKind::Direct => "direct",
+        }
+    }
+}
+
+/// One input of a vertex: the upstream vertex and the edge kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "InputRepr", into = "InputRepr")]
+pub struct InputSpec {
+    /// Name of the upstream vertex.
+    pub from: String,
+    /// How records are routed.
+    pub edge: EdgeKind,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum InputRepr {
+    Name(String),
+    Full {
+        from: String,
+        #[serde(default)]
+        edge: EdgeKind,
+    },
+}
+
+impl From<InputRepr> for InputSpec {
+    fn from(r: InputRepr) -> Self {
+        match r {
+            InputRepr::Name(from) => InputSpec {
+                from,
+                edge: EdgeKind::Forward,
+            },
+            InputRepr::Full { from, edge } => InputSpec { from, edge },
+        }
+    }
+}
+
+impl From<InputSpec> for InputRepr {
+    fn from(s: InputSpec) -> Self {
+        InputRepr::Full {
+            from: s.from,
+            edge: s.edge,
+        }
+    }
+}
+
+/// One vertex: an operator (or source) by registered name, with its config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VertexSpec {
+    /// Unique name within the job (letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// Registered operator name, e.g. `source.files`, `flat_map`, `count`, `my-op`.
+    pub operator: String,
+    /// Operator configuration (deserialized into the operator's `Config`).
+    #[serde(default = "empty_config")]
+    pub config: Value,
+    /// Upstream vertices; empty for sources.
+    #[serde(default)]
+    pub inputs: Vec<InputSpec>,
+    /// Omitted: one instance per worker. `1`: a single instance (on the job's first worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+}
+
+fn empty_config() -> Value {
+    Value::Object(Default::default())
+}
+
+impl VertexSpec {
+    /// A vertex with an empty config and no inputs.
+    pub fn new(name: impl Into<String>, operator: impl Into<String>) -> Self {
+        VertexSpec {
+            name: name.into(),
+            operator: operator.into(),
+            config: empty_config(),
+            inputs: Vec::new(),
+            parallelism: None,
+        }
+    }
+
+    /// Sets the config.
+    pub fn config(mut self, config: Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds an input.
+    pub fn input(mut self, from: impl Into<String>, edge: EdgeKind) -> Self {
+        self.inputs.push(InputSpec {
+            from: from.into(),
+            edge,
+        });
+        self
+    }
+
+    /// Runs a single instance.
+    pub fn single(mut self) -> Self {
+        self.parallelism = Some(1);
+        self
+    }
+}
+
+/// Tuning shared by every edge of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobSettings {
+    /// Records per batch.
+    pub batch_size: usize,
+    /// Longest a partly filled batch waits before it is sent (ms).
+    pub linger_ms: u64,
+    /// Records in flight per edge and receiver (the credit window): bounds memory.
+    pub edge_credits: usize,
+    /// An input that sends nothing for this long stops holding back the watermark (ms).
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            batch_size: 512,
+            linger_ms: 20,
+            edge_credits: 4096,
+            idle_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// A job: a name, settings and a graph of vertices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Human-readable job name.
+    pub name: String,
+    /// Batching and flow-control settings.
+    #[serde(default)]
+    pub settings: JobSettings,
+    /// The vertices (`[[vertex]]` tables in TOML).
+    #[serde(rename = "vertex", default)]
+    pub vertices: Vec<VertexSpec>,
+}
+
+impl JobSpec {
+    /// An empty job.
+    pub fn new(name: impl Into<String>) -> Self {
+        JobSpec {
+            name: name.into(),
+            settings: JobSettings::default(),
+            vertices: Vec::new(),
+        }
+    }
+
+    /// Adds a vertex.
+    pub fn vertex(mut self, v: VertexSpec) -> Self {
+        self.vertices.push(v);
+        self
+    }
+
+    /// Replaces the settings.
+    pub fn settings(mut self, s: JobSettings) -> Self {
+        self.settings = s;
+        self
+    }
+
+    /// Parses TOML.
+    pub fn from_toml(text: &str) -> Result<Self, SpecError> {
+        toml::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))
+    }
+
+    /// Parses JSON.
+    pub fn from_json(text: &str) -> Result<Self, SpecError> {
+        serde_json::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))
+    }
+
+    /// Reads a `.toml` or `.json` file (by extension; TOML otherwise).
+    pub fn from_path(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SpecError::Parse(format!("{}: {e}", path.display())))?;
+        if path.extension().is_some_and(|e| e == "json") {
+            Self::from_json(&text)
+        } else {
+            Self::from_toml(&text)
+        }
+    }
+
+    /// The spec as JSON (how it travels to the coordinator and workers).
+    pub fn to_json(&self) -> String {
+        // A JobSpec holds only strings, numbers and JSON values: always serializable.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const WORDCOUNT: &str = r#"
+name = "wordcount"
+
+[settings]
+batch_size = 256
+
+[[vertex]]
+name = "lines"
+operator = "source.files"
+config = { path = "/tmp/corpus" }
+
+[[vertex]]
+name = "words"
+operator = "flat_map"
+config = { function = "split_words" }
+inputs = ["lines"]
+
+[[vertex]]
+name = "count"
+operator = "count"
+inputs = [{ from = "words", edge = "hash" }]
+"#;
+
+    #[test]
+    fn toml_json_and_builder_give_the_same_spec() {
+        let from_toml = JobSpec::from_toml(WORDCOUNT).unwrap();
+        let built = JobSpec::new("wordcount")
+            .settings(JobSettings {
+                batch_size: 256,
+                ..JobSettings::default()
+            })
+            .vertex(VertexSpec::new("lines", "source.files").config(json!({"path": "/tmp/corpus"})))
+            .vertex(
+                VertexSpec::new("words", "flat_map")
+                    .config(json!({"function": "split_words"}))
+                    .input("lines", EdgeKind::Forward),
+            )
+            .vertex(VertexSpec::new("count", "count").input("words", EdgeKind::Hash));
+        assert_eq!(from_toml, built);
+        let from_json = JobSpec::from_json(&built.to_json()).unwrap();
+        assert_eq!(from_json, built);
+    }
+
+    #[test]
+    fn unknown_fields_and_edge_kinds_are_refused() {
+        let bad = WORDCOUNT.replace("batch_size", "batch_sise");
+        assert!(matches!(JobSpec::from_toml(&bad), Err(SpecError::Parse(_))));
+        let bad = WORDCOUNT.replace("\"hash\"", "\"random\"");
+        assert!(JobSpec::from_toml(&bad).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! `ringflow job submit|list|status|cancel`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use ringflow_proto::{JobInfo, JobState};
+use ringflow_stream::JobSpec;
+
+use super::status::{connect, resolve_client};
+use crate::cli::JobCommand;
+use crate::ClusterError;
+
+pub fn run(c: JobCommand) -> anyhow::Result<ExitCode> {
+    actix_rt::System::new().block_on(async move {
+        match c {
+            JobCommand::Submit(a) => {
+                let spec = match JobSpec::from_path(&a.spec) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
+                let p = resolve_client(&a.client)?;
+                let client = connect(&p, &p.cluster).await?;
+                let info = match client.submit_job(spec.to_json()).await {
+                    Ok(i) => i,
+                    Err(ClusterError::Refused(msg)) => {
+                        eprintln!("error: job refused: {msg}");
+                        client.close().await;
+                        return Ok(ExitCode::from(2));
+                    }
+                    Err(e) => return Err(e).context("submitting the job"),
+                };
+                if !a.wait {
+                    if a.json {
+                        println!("{}", serde_json::to_string_pretty(&info)?);
+                    } else {
+                        println!("{}", info.id);
+                    }
+                    client.close().await;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                eprintln!("submitted {}", info.id);
+                let info = wait_for_end(&client, &info.id).await?;
+                client.close().await;
+                print_info(&info, a.json)?;
+                Ok(exit_for(&info))
+            }
+            JobCommand::List(a) => {
+                let p = resolve_client(&a.client)?;
+                let client = connect(&p, &p.cluster).await?;
+                let jobs = client.jobs().await?;
+                client.close().await;
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&jobs)?);
+                } else {
+                    println!("{:<28} {:<20} {:<10} REASON", "ID", "NAME", "STATE");
+                    for j in jobs {
+                        println!(
+                            "{:<28} {:<20} {:<10} {}",
+                            j.id,
+                            j.name,
+                            j.state.as_str(),
+                            j.reason.unwrap_or_default()
+                        );
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JobCommand::Status(a) => {
+                let p = resolve_client(&a.client)?;
+                let client = connect(&p, &p.cluster).await?;
+                let info = if a.wait {
+                    wait_for_end(&client, &a.id).await?
+                } else {
+                    client.job(&a.id).await?
+                };
+                client.close().await;
+                print_info(&info, a.json)?;
+                Ok(if a.wait {
+                    exit_for(&info)
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
+            JobCommand::Cancel(a) => {
+                let p = resolve_client(&a.client)?;
+                let client = connect(&p, &p.cluster).await?;
+                let info = client.cancel_job(&a.id).await?;
+                client.close().await;
+                print_info(&info, a.json)?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+async fn wait_for_end(client: &crate::ClusterClient, id: &str) -> anyhow::Result<JobInfo> {
+    loop {
+        let info = client.job(id).await?;
+        if info.state.is_terminal() {
+            return Ok(info);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn exit_for(info: &JobInfo) -> ExitCode {
+    if info.state == JobState::Finished {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_info(info: &JobInfo, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(info)?);
+        return Ok(());
+    }
+    println!("job {} ({})", info.id, info.name);
+    println!("state: {}", info.state.as_str());
+    if let Some(r) = &info.reason {
+        println!("reason: {r}");
+    }
+    let workers: Vec<&str> = info.workers.iter().map(|w| w.as_str()).collect();
+    println!("workers: {}", workers.join(", "));
+    println!(
+        "{:<20} {:>9} {:>12} {:>12} {:>16}  COUNTERS",
+        "VERTEX", "FINISHED", "IN", "OUT", "QUEUED/CAPACITY"
+    );
+    for v in &info.vertices {
+        let counters: Vec<String> = v.counters.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        println!(
+            "{:<20} {:>5}/{:<3} {:>12} {:>12} {:>16}  {}",
+            v.name,
+            v.finished,
+            v.instances,
+            v.records_in,
+            v.records_out,
+            format!("{}/{}", v.queued, v.queue_capacity),
+            counters.join(" ")
+        );
+    }
+    Ok(())
+}
