@@ -5,6 +5,9 @@
 //! deadlines, never fixed sleeps. On a failed wait the harness prints the last status
 //! and the tail of every node's log.
 
+pub mod docker;
+pub mod writer;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -232,6 +235,8 @@ pub struct TestCluster {
     coord_addr: Option<SocketAddr>,
     /// Workers by id, while running.
     pub workers: BTreeMap<String, NodeProc>,
+    /// Environment variables given to workers started from now on.
+    pub worker_env: Vec<(String, String)>,
 }
 
 impl TestCluster {
@@ -247,6 +252,7 @@ impl TestCluster {
             coordinator: None,
             coord_addr: None,
             workers: BTreeMap::new(),
+            worker_env: Vec::new(),
         };
         let certs = c.certs_dir();
         let certs = certs.to_str().expect("utf-8 temp path");
@@ -294,10 +300,16 @@ impl TestCluster {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> NodeProc {
-        self.spawn_bin(ringflow_bin(), name, args)
+        self.spawn_bin(ringflow_bin(), name, args, &[])
     }
 
-    fn spawn_bin(&self, bin: &Path, name: &str, args: &[String]) -> NodeProc {
+    fn spawn_bin(
+        &self,
+        bin: &Path,
+        name: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> NodeProc {
         let logs = self.dir.path().join("logs");
         std::fs::create_dir_all(&logs).expect("logs dir");
         let log = logs.join(format!("{name}.log"));
@@ -313,6 +325,7 @@ impl TestCluster {
         full.extend(["--addr-file".into(), addr_file.display().to_string()]);
         let child = Command::new(bin)
             .args(&full)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -350,37 +363,7 @@ impl TestCluster {
 
     /// Starts (or restarts) the coordinator; a restart reuses the first start's port.
     pub fn start_coordinator(&mut self) {
-        assert!(self.coordinator.is_none(), "coordinator already running");
-        let listen = match self.coord_addr {
-            Some(a) => a.to_string(),
-            None => "127.0.0.1:0".to_string(),
-        };
-        let d = self.dir.path();
-        let args: Vec<String> = [
-            "coordinator",
-            "--listen",
-            &listen,
-            "--data-dir",
-            &d.join("coordinator").display().to_string(),
-            "--certs",
-            &self.certs_dir().display().to_string(),
-            "--name",
-            "coordinator",
-            "--partitions",
-            &self.opts.partitions.to_string(),
-            "--replication",
-            &self.opts.replication.to_string(),
-            "--heartbeat-interval-ms",
-            &self.opts.heartbeat_ms.to_string(),
-            "--failure-timeout-ms",
-            &self.opts.failure_timeout_ms.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let node = self.spawn("coordinator", &args);
-        self.coord_addr = Some(node.addr);
-        self.coordinator = Some(node);
+        self.start_coordinator_with(&[]);
     }
 
     /// Issues a node certificate for `id` if needed and starts that worker.
@@ -422,10 +405,8 @@ impl TestCluster {
             args.extend(["--resp-listen".to_string(), "127.0.0.1:0".to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let node = match &self.opts.worker_bin {
-            Some(bin) => self.spawn_bin(bin, id, &args),
-            None => self.spawn(id, &args),
-        };
+        let bin = self.opts.worker_bin.as_deref().unwrap_or(ringflow_bin());
+        let node = self.spawn_bin(bin, id, &args, &self.worker_env);
         self.workers.insert(id.to_string(), node);
     }
 
@@ -434,30 +415,6 @@ impl TestCluster {
         self.workers
             .remove(id)
             .unwrap_or_else(|| panic!("no worker {id}"))
-    }
-
-    /// Client flags for the CLI.
-    pub fn client_args(&self) -> Vec<String> {
-        vec![
-            "--cluster".into(),
-            self.coordinator_addr().to_string(),
-            "--certs".into(),
-            self.certs_dir().display().to_string(),
-            "--cert-name".into(),
-            "client".into(),
-        ]
-    }
-
-    /// `ringflow status --json` through the real CLI.
-    pub fn status(&self) -> Result<ClusterStatus, String> {
-        let mut args = vec!["status".to_string(), "--json".into()];
-        args.extend(self.client_args());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = ringflow(&refs);
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("bad status JSON: {e}"))
     }
 
     /// `ringflow status --node ADDR --json`: the node's own view.
@@ -477,12 +434,54 @@ impl TestCluster {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("bad node JSON: {e}"))
     }
 
+    /// Waits until every alive member advertises a RESP address (`services["resp"]`) and
+    /// returns them by worker id.
+    pub fn resp_addrs(&self) -> BTreeMap<String, SocketAddr> {
+        let status = self.wait_for("every alive worker advertises a RESP address", |s| {
+            s.members
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .all(|m| m.services.contains_key("resp"))
+        });
+        status
+            .members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .filter_map(|m| Some((m.id.0.clone(), m.services.get("resp")?.parse().ok()?)))
+            .collect()
+    }
+}
+
+/// What tests do with a running cluster through the real CLI, whether its nodes are
+/// local processes ([`TestCluster`]) or containers ([`docker::DockerCluster`]).
+pub trait Client {
+    /// Client flags for the CLI (`--cluster`, `--certs`, `--cert-name`).
+    fn client_args(&self) -> Vec<String>;
+
+    /// The last `lines` lines of every node's log (for failure messages).
+    fn logs_tail(&self, lines: usize) -> String;
+
+    /// A directory for files the test writes (job specs).
+    fn scratch_dir(&self) -> &Path;
+
+    /// `ringflow status --json` through the real CLI.
+    fn status(&self) -> Result<ClusterStatus, String> {
+        let mut args = vec!["status".to_string(), "--json".into()];
+        args.extend(self.client_args());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ringflow(&refs);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("bad status JSON: {e}"))
+    }
+
     /// Writes `spec` (TOML) to a file and submits it with `ringflow job submit`: the job
     /// id, or the CLI's stderr when the job was refused.
-    pub fn submit_job(&self, spec: &str) -> Result<String, String> {
+    fn submit_job(&self, spec: &str) -> Result<String, String> {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = self.dir.path().join(format!("job-{n}.toml"));
+        let path = self.scratch_dir().join(format!("job-{n}.toml"));
         std::fs::write(&path, spec).expect("writing the job spec");
         let mut args = vec![
             "job".to_string(),
@@ -500,7 +499,7 @@ impl TestCluster {
     }
 
     /// `ringflow job status ID --json`.
-    pub fn job(&self, id: &str) -> Result<JobInfo, String> {
+    fn job(&self, id: &str) -> Result<JobInfo, String> {
         let mut args = vec![
             "job".to_string(),
             "status".into(),
@@ -517,7 +516,7 @@ impl TestCluster {
     }
 
     /// Polls a job until `cond` holds; panics with diagnostics after [`DEADLINE`].
-    pub fn wait_job(&self, id: &str, what: &str, cond: impl Fn(&JobInfo) -> bool) -> JobInfo {
+    fn wait_job(&self, id: &str, what: &str, cond: impl Fn(&JobInfo) -> bool) -> JobInfo {
         let deadline = Instant::now() + DEADLINE;
         let mut last = Err("no status yet".to_string());
         while Instant::now() < deadline {
@@ -536,12 +535,12 @@ impl TestCluster {
     }
 
     /// Waits until the job is in a terminal state and returns it.
-    pub fn wait_job_end(&self, id: &str) -> JobInfo {
+    fn wait_job_end(&self, id: &str) -> JobInfo {
         self.wait_job(id, "a terminal state", |j| j.state.is_terminal())
     }
 
     /// Polls the status until `cond` holds; panics with diagnostics after [`DEADLINE`].
-    pub fn wait_for(&self, what: &str, cond: impl Fn(&ClusterStatus) -> bool) -> ClusterStatus {
+    fn wait_for(&self, what: &str, cond: impl Fn(&ClusterStatus) -> bool) -> ClusterStatus {
         let deadline = Instant::now() + DEADLINE;
         let mut last = Err("no status yet".to_string());
         while Instant::now() < deadline {
@@ -561,42 +560,43 @@ impl TestCluster {
 
     /// Waits until `n` workers are alive, acting on the current epoch, and every
     /// partition has min(replication, n) owners.
-    pub fn wait_healthy(&self, n: usize) -> ClusterStatus {
+    fn wait_healthy(&self, n: usize) -> ClusterStatus {
         self.wait_for(
             &format!("{n} alive workers, fully replicated, all on the current epoch"),
-            |s| {
-                let alive: Vec<&MemberStatus> = s
-                    .members
-                    .iter()
-                    .filter(|m| m.state == MemberState::Alive)
-                    .collect();
-                alive.len() == n
-                    && s.unowned.is_empty()
-                    && s.under_replicated == 0
-                    && alive.iter().all(|m| m.member_epoch == s.epoch)
-            },
+            |s| is_healthy(s, n),
         )
     }
+}
 
-    /// Waits until every alive member advertises a RESP address (`services["resp"]`) and
-    /// returns them by worker id.
-    pub fn resp_addrs(&self) -> BTreeMap<String, SocketAddr> {
-        let status = self.wait_for("every alive worker advertises a RESP address", |s| {
-            s.members
-                .iter()
-                .filter(|m| m.state == MemberState::Alive)
-                .all(|m| m.services.contains_key("resp"))
-        });
-        status
-            .members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .filter_map(|m| Some((m.id.0.clone(), m.services.get("resp")?.parse().ok()?)))
-            .collect()
+/// True when `n` workers are alive, act on the current epoch, and every partition has
+/// min(replication, n) owners.
+pub fn is_healthy(s: &ClusterStatus, n: usize) -> bool {
+    let alive: Vec<&MemberStatus> = s
+        .members
+        .iter()
+        .filter(|m| m.state == MemberState::Alive)
+        .collect();
+    alive.len() == n
+        && s.unowned.is_empty()
+        && s.under_replicated == 0
+        && alive.iter().all(|m| m.member_epoch == s.epoch)
+}
+
+impl Client for TestCluster {
+    /// Client flags for the CLI.
+    fn client_args(&self) -> Vec<String> {
+        vec![
+            "--cluster".into(),
+            self.coordinator_addr().to_string(),
+            "--certs".into(),
+            self.certs_dir().display().to_string(),
+            "--cert-name".into(),
+            "client".into(),
+        ]
     }
 
     /// The last lines of every node's log.
-    pub fn logs_tail(&self, lines: usize) -> String {
+    fn logs_tail(&self, lines: usize) -> String {
         let mut out = String::new();
         if let Ok(rd) = std::fs::read_dir(self.dir.path().join("logs")) {
             for e in rd.flatten() {
@@ -608,6 +608,10 @@ impl TestCluster {
             }
         }
         out
+    }
+
+    fn scratch_dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 
@@ -673,4 +677,35 @@ impl TestCluster {
         self.coord_addr = Some(node.addr);
         self.coordinator = Some(node);
     }
+}
+
+/// Nanoseconds since the Unix epoch (a seed, not a clock to wait on).
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A job that runs until cancelled: `rate` generated records per second per instance,
+/// keyed (a hash edge, so records cross workers) into a discarding sink.
+pub fn endless_job(name: &str, rate: u32) -> String {
+    format!(
+        r#"
+name = "{name}"
+[[vertex]]
+name = "gen"
+operator = "source.generate"
+config = {{ kind = "sequence", rate_per_sec = {rate} }}
+[[vertex]]
+name = "keyed"
+operator = "key_by"
+config = {{ field = "n" }}
+inputs = ["gen"]
+[[vertex]]
+name = "sink"
+operator = "sink.discard"
+inputs = [{{ from = "keyed", edge = "hash" }}]
+"#
+    )
 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use ringflow_tests::{member, ringflow, ClusterOpts, MemberState, TestCluster};
+use ringflow_tests::{member, ringflow, Client, ClusterOpts, MemberState, TestCluster};
 
 #[test]
 fn coordinator_and_three_workers_own_every_partition_with_n_replicas() {

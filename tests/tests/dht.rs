@@ -2,20 +2,14 @@
 
 use ringflow_dht::DhtClient;
 use ringflow_net::TlsIdentity;
-use ringflow_tests::{ringflow, ClusterOpts, TestCluster};
+use ringflow_tests::writer::{lost_writes, runtime, LoadWriter};
+use ringflow_tests::{ringflow, Client, ClusterOpts, TestCluster};
 
 fn cli(c: &TestCluster, args: &[&str]) -> std::process::Output {
     let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     full.extend(c.client_args());
     let refs: Vec<&str> = full.iter().map(String::as_str).collect();
     ringflow(&refs)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 async fn client(c: &TestCluster) -> DhtClient {
@@ -134,99 +128,24 @@ fn acknowledged_writes_survive_a_killed_worker_and_a_full_restart() {
 
 #[test]
 fn writes_under_load_survive_a_join_and_a_leave() {
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-
     let mut c = TestCluster::start(ClusterOpts::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    // Per key: the last acknowledged value, and values attempted since (which may or may
-    // not have been applied when their write failed).
-    type Log = HashMap<String, (Option<String>, Vec<String>)>;
-    let log: Arc<Mutex<Log>> = Arc::new(Mutex::new(HashMap::new()));
-    let (certs, addr) = (c.certs_dir(), c.coordinator_addr().to_string());
-    let writer = {
-        let (stop, log) = (stop.clone(), log.clone());
-        std::thread::spawn(move || {
-            let rt = runtime();
-            rt.block_on(async move {
-                let id = TlsIdentity::from_dir(&certs, "client").expect("identity");
-                let dht = DhtClient::connect(&addr, &id, "ringflow")
-                    .await
-                    .expect("client");
-                let (mut n, mut acked, mut failed) = (0u64, 0u64, 0u64);
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("load-{}", n % 300);
-                    let value = format!("v{n}");
-                    log.lock()
-                        .unwrap()
-                        .entry(key.clone())
-                        .or_default()
-                        .1
-                        .push(value.clone());
-                    match dht.put(&key, &value).await {
-                        Ok(()) => {
-                            acked += 1;
-                            log.lock().unwrap().insert(key, (Some(value), Vec::new()));
-                        }
-                        Err(e) => {
-                            failed += 1;
-                            eprintln!("write {n} not acknowledged: {e}");
-                        }
-                    }
-                    n += 1;
-                }
-                dht.close().await;
-                (acked, failed)
-            })
-        })
-    };
-    let wait_writes = |min: usize| {
-        let deadline = std::time::Instant::now() + ringflow_tests::DEADLINE;
-        while log
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|(a, _)| a.is_some())
-            .count()
-            < min
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "writer makes no progress"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
-    wait_writes(100);
+    let writer = LoadWriter::start(c.coordinator_addr().to_string(), c.certs_dir(), "load", 300);
+    writer.wait_progress(100);
     c.start_worker("worker-4");
     c.wait_healthy(4);
-    wait_writes(250);
+    writer.wait_progress(150);
     let mut leaving = c.take_worker("worker-1");
     assert!(leaving.terminate().success());
     c.wait_healthy(3);
-    wait_writes(300);
-    stop.store(true, Ordering::Relaxed);
-    let (acked, failed) = writer.join().expect("writer");
+    writer.wait_progress(50);
+    let (stats, log) = writer.stop();
+    assert!(stats.acked > 300, "only {stats:?}");
+    let lost = lost_writes(&c.coordinator_addr().to_string(), &c.certs_dir(), &log);
     assert!(
-        acked > 300,
-        "only {acked} writes acknowledged ({failed} failed)"
+        lost.is_empty(),
+        "{} acknowledged writes lost: {lost:#?}",
+        lost.len()
     );
-
-    let log = log.lock().unwrap().clone();
-    let rt = runtime();
-    rt.block_on(async {
-        let dht = client(&c).await;
-        let keys: Vec<String> = log.keys().cloned().collect();
-        let got = dht.get_many(keys.iter().cloned()).await.expect("get_many");
-        for (key, value) in keys.iter().zip(got) {
-            let (last_acked, attempted_since) = &log[key];
-            let value = value.map(|v| String::from_utf8(v).expect("utf-8"));
-            let ok = value == *last_acked || value.as_ref().is_some_and(|v| attempted_since.contains(v));
-            assert!(ok, "{key}: read {value:?}, last acknowledged {last_acked:?}, attempted since {attempted_since:?}");
-        }
-        dht.close().await;
-    });
 }
 
 #[test]
@@ -279,4 +198,41 @@ fn data_follows_its_partitions_after_every_worker_left_and_came_back_in_another_
         );
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+}
+
+#[test]
+fn a_client_outlives_a_coordinator_restart_and_follows_the_new_views() {
+    let mut c = TestCluster::start(ClusterOpts::default());
+    let rt = runtime();
+    rt.block_on(async {
+        let dht = client(&c).await;
+        dht.put("before", "1")
+            .await
+            .expect("put before the restart");
+        // The coordinator restarts, then the assignment changes: the client must fetch
+        // views from the new coordinator process over a new connection.
+        assert!(c.coordinator.take().expect("running").terminate().success());
+        c.start_coordinator();
+        c.wait_healthy(3);
+        c.start_worker("worker-4");
+        c.wait_healthy(4);
+        let mut leaving = c.take_worker("worker-1");
+        assert!(leaving.terminate().success());
+        c.wait_healthy(3);
+        dht.put_many((0..200).map(|i| (format!("after-{i}"), format!("v{i}"))))
+            .await
+            .expect("writes after the restart and two view changes");
+        let got = dht
+            .get_many((0..200).map(|i| format!("after-{i}")))
+            .await
+            .expect("reads");
+        for (i, v) in got.iter().enumerate() {
+            assert_eq!(v.as_deref(), Some(format!("v{i}").as_bytes()), "after-{i}");
+        }
+        assert_eq!(
+            dht.get("before").await.expect("get").as_deref(),
+            Some(&b"1"[..])
+        );
+        dht.close().await;
+    });
 }

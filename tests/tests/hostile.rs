@@ -5,7 +5,7 @@ use std::net::UdpSocket;
 
 use ringflow_net::{Endpoint, NetConfig, TlsIdentity};
 use ringflow_proto::{encode_frame, ControlMsg, Hello, HelloReply, PeerRole, DEFAULT_MAX_FRAME};
-use ringflow_tests::{pseudo_random, ClusterOpts, MemberState, TestCluster};
+use ringflow_tests::{pseudo_random, Client, ClusterOpts, MemberState, TestCluster};
 
 #[test]
 fn garbage_does_not_crash_any_node() {

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ringflow_tests::{pseudo_random, ringflow, ClusterOpts, TestCluster, DEADLINE};
+use ringflow_tests::{pseudo_random, ringflow, Client, ClusterOpts, TestCluster, DEADLINE};
 
 /// One HTTP exchange over a fresh connection: (status code, body).
 fn http(addr: SocketAddr, request: &[u8]) -> Result<(u16, String), String> {

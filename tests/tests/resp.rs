@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redis::{Commands, Value};
 use ringflow_dht::DhtClient;
 use ringflow_net::TlsIdentity;
-use ringflow_tests::{pseudo_random, ringflow, ClusterOpts, TestCluster};
+use ringflow_tests::{pseudo_random, ringflow, Client, ClusterOpts, TestCluster};
 
 fn start() -> (TestCluster, BTreeMap<String, SocketAddr>) {
     let c = TestCluster::start(ClusterOpts {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ringflow_tests::{ringflow_bin, ClusterOpts, JobInfo, TestCluster};
+use ringflow_tests::{ringflow_bin, Client, ClusterOpts, JobInfo, TestCluster};
 use serde_json::Value;
 
 /// Longest any one CLI call here may take (a hung sort fails the test, with its output).

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringflow_tests::{
-    example_bin, pseudo_random, ringflow, ClusterOpts, JobInfo, JobState, TestCluster,
+    endless_job, example_bin, pseudo_random, ringflow, Client, ClusterOpts, JobInfo, JobState,
+    TestCluster,
 };
 
 /// Writes `files` text files of `lines` lines each, words drawn from a small vocabulary
@@ -230,22 +231,7 @@ inputs = ["histogram"]
 #[test]
 fn a_job_whose_worker_dies_fails_with_a_reason_and_cancel_stops_a_job() {
     let mut c = TestCluster::start(ClusterOpts::for_jobs());
-    let spec = r#"
-name = "endless"
-[[vertex]]
-name = "gen"
-operator = "source.generate"
-config = { kind = "sequence", rate_per_sec = 2000 }
-[[vertex]]
-name = "keyed"
-operator = "key_by"
-config = { field = "n" }
-inputs = ["gen"]
-[[vertex]]
-name = "sink"
-operator = "sink.discard"
-inputs = [{ from = "keyed", edge = "hash" }]
-"#;
+    let spec = &endless_job("endless", 2000);
     // Cancel: the job stops everywhere and says so.
     let id = c.submit_job(spec).expect("accepted");
     c.wait_job(&id, "records flowing", |j| {

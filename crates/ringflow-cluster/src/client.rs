@@ -59,7 +59,10 @@ impl PortStream {
 /// A connection to one node of the cluster (usually the coordinator).
 pub struct ClusterClient {
     endpoint: Endpoint,
-    conn: Connection,
+    /// Where the connection goes, re-resolved when it is made again.
+    target: String,
+    /// The connection; replaced when it closed (e.g. the coordinator restarted).
+    conn: std::sync::Mutex<Connection>,
     cluster: String,
     timeout: Duration,
 }
@@ -76,10 +79,37 @@ impl ClusterClient {
         let conn = endpoint.connect(addr).await?;
         Ok(Self {
             endpoint,
-            conn,
+            target: target.to_string(),
+            conn: std::sync::Mutex::new(conn),
             cluster: cluster.to_string(),
             timeout: Duration::from_secs(10),
         })
+    }
+
+    fn current(&self) -> Connection {
+        match self.conn.lock() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The connection, made again first if it has closed: a client outlives a restart
+    /// of the node it talks to.
+    async fn connection(&self) -> Result<Connection, ClusterError> {
+        let conn = self.current();
+        if conn.close_reason().is_none() {
+            return Ok(conn);
+        }
+        let addr = session_resolve(&self.target).await?;
+        let fresh = tokio::time::timeout(self.timeout, self.endpoint.connect(addr))
+            .await
+            .map_err(|_| ClusterError::Timeout(format!("connecting to {}", self.target)))??;
+        tracing::debug!(target = %self.target, "reconnected");
+        match self.conn.lock() {
+            Ok(mut c) => *c = fresh.clone(),
+            Err(p) => *p.into_inner() = fresh.clone(),
+        }
+        Ok(fresh)
     }
 
     async fn request(&self, msg: &ControlMsg) -> Result<ControlMsg, ClusterError> {
@@ -92,8 +122,16 @@ impl ClusterClient {
         timeout: Duration,
     ) -> Result<ControlMsg, ClusterError> {
         let fut = async {
-            let (mut send, mut recv) =
-                open_stream(&self.conn, PeerRole::Client, None, &self.cluster).await?;
+            let mut conn = self.connection().await?;
+            let opened = match open_stream(&conn, PeerRole::Client, None, &self.cluster).await {
+                // The connection died since it was last used: once more on a new one.
+                Err(_) if conn.close_reason().is_some() => {
+                    conn = self.connection().await?;
+                    open_stream(&conn, PeerRole::Client, None, &self.cluster).await
+                }
+                other => other,
+            };
+            let (mut send, mut recv) = opened?;
             send.send(msg).await?;
             let reply = recv
                 .recv::<ControlMsg>()
@@ -136,7 +174,7 @@ impl ClusterClient {
         service: &str,
     ) -> Result<(FramedSend, FramedRecv), ClusterError> {
         crate::runtime::open_service_stream(
-            &self.conn,
+            &self.connection().await?,
             PeerRole::Client,
             None,
             &self.cluster,
@@ -248,7 +286,7 @@ impl ClusterClient {
 
     /// Closes the connection and waits for the endpoint to go idle.
     pub async fn close(self) {
-        self.conn.close(0, "bye");
+        self.current().close(0, "bye");
         self.endpoint.shutdown().await;
     }
 }

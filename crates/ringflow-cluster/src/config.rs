@@ -71,35 +71,60 @@ impl Default for CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
-    /// Checks values that serde cannot.
+    /// Checks values that serde cannot; the first problem found, as an error.
     pub fn validate(&self) -> Result<(), ClusterError> {
-        ringflow_ring::RingConfig::new(self.partitions, self.replication as usize)?;
-        if self.heartbeat_interval_ms == 0 {
-            return Err(ClusterError::Config(
-                "heartbeat_interval_ms must be > 0".into(),
-            ));
+        first_problem(self.problems())
+    }
+
+    /// Every value that serde accepts but the coordinator cannot run with, each with
+    /// the key it is about (`ringflow config check` reports them all with their lines).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if let Err(e) = ringflow_ring::RingConfig::new(self.partitions, self.replication as usize) {
+            let key = if self.replication == 0 {
+                "replication"
+            } else {
+                "partitions"
+            };
+            out.push(Problem::new(key, e.to_string()));
         }
-        if self.failure_timeout_ms < 2 * self.heartbeat_interval_ms {
-            return Err(ClusterError::Config(format!(
-                "failure_timeout_ms ({}) must be at least twice heartbeat_interval_ms ({})",
-                self.failure_timeout_ms, self.heartbeat_interval_ms
-            )));
+        if self.heartbeat_interval_ms == 0 {
+            out.push(Problem::new(
+                "heartbeat_interval_ms",
+                "heartbeat_interval_ms must be > 0",
+            ));
+        } else if self.failure_timeout_ms < 2 * self.heartbeat_interval_ms {
+            out.push(Problem::new(
+                "failure_timeout_ms",
+                format!(
+                    "failure_timeout_ms ({}) must be at least twice heartbeat_interval_ms ({})",
+                    self.failure_timeout_ms, self.heartbeat_interval_ms
+                ),
+            ));
         }
         if self.max_frame < 64 * 1024 {
-            return Err(ClusterError::Config(
-                "max_frame must be at least 65536".into(),
+            out.push(Problem::new(
+                "max_frame",
+                "max_frame must be at least 65536",
             ));
+        } else {
+            // A view carries partitions x replication owner indexes (at most 5 bytes each
+            // in MessagePack) plus the peers; it must fit in one frame.
+            let view_bytes = self.partitions as usize * self.replication as usize * 5 + 1024 * 1024;
+            if view_bytes > self.max_frame {
+                out.push(Problem::new("max_frame", format!(
+                    "max_frame ({}) is too small for a view of {} partitions x {} replicas (needs about {view_bytes})",
+                    self.max_frame, self.partitions, self.replication
+                )));
+            }
         }
-        // A view carries partitions x replication owner indexes (at most 5 bytes each in
-        // MessagePack) plus the peers; it must fit in one frame.
-        let view_bytes = self.partitions as usize * self.replication as usize * 5 + 1024 * 1024;
-        if view_bytes > self.max_frame {
-            return Err(ClusterError::Config(format!(
-                "max_frame ({}) is too small for a view of {} partitions x {} replicas (needs about {view_bytes})",
-                self.max_frame, self.partitions, self.replication
-            )));
+        if let Err(e) = validate_name("cluster", &self.cluster) {
+            out.push(Problem::from_error("cluster", e));
         }
-        validate_name("cluster", &self.cluster)
+        if let Err(e) = validate_name("tls.name", &self.tls.name) {
+            out.push(Problem::from_error("tls.name", e));
+        }
+        out
     }
 
     /// The heartbeat interval.
@@ -187,37 +212,105 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Checks values that serde cannot.
+    /// Checks values that serde cannot; the first problem found, as an error.
     pub fn validate(&self) -> Result<(), ClusterError> {
-        validate_name("id", &self.id)?;
-        validate_name("cluster", &self.cluster)?;
+        first_problem(self.problems())
+    }
+
+    /// Every value that serde accepts but the worker cannot run with, each with the key
+    /// it is about (`ringflow config check` reports them all with their lines).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (key, value) in [
+            ("id", &self.id),
+            ("cluster", &self.cluster),
+            ("tls.name", &self.tls.name),
+        ] {
+            if let Err(e) = validate_name(key, value) {
+                out.push(Problem::from_error(key, e));
+            }
+        }
         if self.capacity == 0 {
-            return Err(ClusterError::Config("capacity must be >= 1".into()));
+            out.push(Problem::new("capacity", "capacity must be >= 1"));
         }
         if self.coordinator.trim().is_empty() {
-            return Err(ClusterError::Config("coordinator address is empty".into()));
-        }
-        if self.max_frame < 64 * 1024 {
-            return Err(ClusterError::Config(
-                "max_frame must be at least 65536".into(),
+            out.push(Problem::new("coordinator", "coordinator address is empty"));
+        } else if !self.coordinator.contains(':') {
+            out.push(Problem::new(
+                "coordinator",
+                format!("coordinator {:?} must be HOST:PORT", self.coordinator),
             ));
         }
-        // One key and value, with room for the message around them, must fit in a frame.
-        let largest = self.dht.max_key + self.dht.max_value + 1024 * 1024;
-        if largest > self.max_frame {
-            return Err(ClusterError::Config(format!(
-                "dht.max_key + dht.max_value + 1 MiB ({largest}) must not exceed max_frame ({})",
-                self.max_frame
-            )));
+        if let Some(a) = &self.advertise {
+            if !a.contains(':') {
+                out.push(Problem::new(
+                    "advertise",
+                    format!("advertise {a:?} must be HOST:PORT"),
+                ));
+            }
         }
-        if let (Some(m), Some(r)) = (self.metrics_listen, self.dht.resp_listen) {
-            if m == r && m.port() != 0 {
-                return Err(ClusterError::Config(format!(
-                    "metrics_listen and dht.resp_listen are both {m}"
+        if self.max_frame < 64 * 1024 {
+            out.push(Problem::new(
+                "max_frame",
+                "max_frame must be at least 65536",
+            ));
+        } else {
+            // One key and value, with room for the message around them, must fit in a frame.
+            let largest = self.dht.max_key + self.dht.max_value + 1024 * 1024;
+            if largest > self.max_frame {
+                out.push(Problem::new("dht.max_value", format!(
+                    "dht.max_key + dht.max_value + 1 MiB ({largest}) must not exceed max_frame ({})",
+                    self.max_frame
                 )));
             }
         }
-        Ok(())
+        if self.dht.max_key == 0 {
+            out.push(Problem::new("dht.max_key", "dht.max_key must be >= 1"));
+        }
+        // Both are TCP (the QUIC `listen` port is UDP and may share a number with them).
+        if let (Some(m), Some(r)) = (self.metrics_listen, self.dht.resp_listen) {
+            if m == r && m.port() != 0 {
+                out.push(Problem::new(
+                    "dht.resp_listen",
+                    format!("metrics_listen and dht.resp_listen are both {m}"),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// One thing wrong with a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The key it is about, dotted for nested tables (`dht.max_value`).
+    pub key: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with `key`.
+    pub fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn from_error(key: &str, e: ClusterError) -> Self {
+        let message = match e {
+            ClusterError::Config(m) => m,
+            other => other.to_string(),
+        };
+        Self::new(key, message)
+    }
+}
+
+fn first_problem(problems: Vec<Problem>) -> Result<(), ClusterError> {
+    match problems.into_iter().next() {
+        Some(p) => Err(ClusterError::Config(p.message)),
+        None => Ok(()),
     }
 }
 

@@ -21,7 +21,7 @@ pub mod stream;
 pub mod worker;
 
 pub use client::ClusterClient;
-pub use config::{CoordinatorConfig, DhtSettings, TlsConfig, WorkerConfig};
+pub use config::{CoordinatorConfig, DhtSettings, Problem, TlsConfig, WorkerConfig};
 pub use coordinator::{CoordinatorCore, CoordinatorHandle};
 pub use error::ClusterError;
 pub use runtime::open_service_stream;

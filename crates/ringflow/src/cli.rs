@@ -40,6 +40,38 @@ pub enum Command {
     /// Sort files with the cluster (sample, range-partition, external merge sort), or
     /// check a sorted output with `--verify`.
     Sort(SortArgs),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Report every mistake in coordinator or worker config files, each with its line
+    /// (`FILE:LINE:COL: message`); exit 1 if there is any.
+    Check(ConfigCheckArgs),
+}
+
+/// Which node a config file is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigRole {
+    /// `ringflow coordinator --config FILE`.
+    Coordinator,
+    /// `ringflow worker --config FILE`.
+    Worker,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// The files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The node the files are for [default: told from the keys or the file name].
+    #[arg(long, value_enum)]
+    pub role: Option<ConfigRole>,
+    /// Do not check that the certificate files the config names exist here.
+    #[arg(long)]
+    pub skip_files: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +154,7 @@ impl Command {
                 | Command::Job(_)
                 | Command::Gen(_)
                 | Command::Sort(_)
+                | Command::Config(_)
         )
     }
 }
@@ -271,6 +304,22 @@ pub enum CertsCommand {
         /// Extra DNS names or IP addresses for a node certificate.
         #[arg(long = "san")]
         sans: Vec<String>,
+    },
+    /// Create the CA if DIR has none, then every listed certificate DIR lacks; keeps
+    /// what exists (safe to run at every start, e.g. as a container's first step).
+    Bootstrap {
+        /// Directory for the CA and the certificates.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Cluster name, written into a new CA's subject.
+        #[arg(long, default_value = "ringflow")]
+        cluster_name: String,
+        /// Node certificates to issue (coordinator and worker ids), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Client certificates to issue, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        clients: Vec<String>,
     },
 }
 

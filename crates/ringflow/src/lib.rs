@@ -19,6 +19,7 @@ mod app;
 mod cli;
 mod cmd;
 pub mod dht_sink;
+pub mod notify;
 pub mod profile;
 pub mod sorter;
 

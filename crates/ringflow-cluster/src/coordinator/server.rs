@@ -261,7 +261,14 @@ impl CoordinatorStreams {
                         }
                     };
                     match msg {
-                        ControlMsg::Join(req) => {
+                        ControlMsg::Join(mut req) => {
+                            // A worker bound to 0.0.0.0 without `advertise` is reached
+                            // at the address its control connection came from.
+                            let seen = conn.remote_addr().ip();
+                            req.addr = fill_unspecified(&req.addr, seen);
+                            for a in req.services.values_mut() {
+                                *a = fill_unspecified(a, seen);
+                            }
                             if !conn.peer_has_name(&req.id.0) {
                                 send.send(&error_msg(
                                     ErrorCode::Forbidden,
@@ -357,5 +364,28 @@ pub fn variant_name(m: &ControlMsg) -> &'static str {
         ControlMsg::JobCancel { .. } => "JobCancel",
         ControlMsg::Job(_) => "Job",
         ControlMsg::Jobs(_) => "Jobs",
+    }
+}
+
+/// `addr` with an unspecified IP (`0.0.0.0` or `::`) replaced by `seen`, the address the
+/// peer's connection came from; any other address (or a host name) unchanged.
+fn fill_unspecified(addr: &str, seen: std::net::IpAddr) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => std::net::SocketAddr::new(seen, a.port()).to_string(),
+        _ => addr.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod advertise_tests {
+    use super::fill_unspecified;
+
+    #[test]
+    fn unspecified_addresses_take_the_observed_ip() {
+        let seen = "172.18.0.3".parse().unwrap();
+        assert_eq!(fill_unspecified("0.0.0.0:7401", seen), "172.18.0.3:7401");
+        assert_eq!(fill_unspecified("[::]:7401", seen), "172.18.0.3:7401");
+        assert_eq!(fill_unspecified("10.0.0.1:7401", seen), "10.0.0.1:7401");
+        assert_eq!(fill_unspecified("w1.example:7401", seen), "w1.example:7401");
     }
 }

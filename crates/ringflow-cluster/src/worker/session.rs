@@ -31,6 +31,8 @@ pub struct WorkerHandle {
     net: actix_rt::Arbiter,
     session_done: tokio::sync::oneshot::Receiver<()>,
     listener_done: tokio::sync::oneshot::Receiver<()>,
+    id: WorkerId,
+    views: watch::Receiver<Option<Arc<ClusterView>>>,
     _lock: std::fs::File,
 }
 
@@ -71,10 +73,11 @@ impl WorkerHandle {
         let listen = cfg.listen;
         let cfg2 = cfg.clone();
         let metrics_stop = listener_rx.clone();
+        let (views_tx, views_rx) = watch::channel(None);
+        let views_handle = views_rx.clone();
         let (local_addr, metrics_addr) = on_arbiter(&net.handle(), move || async move {
             let endpoint = Endpoint::bind(listen, &identity, &net_cfg)?;
             let local = endpoint.local_addr()?;
-            let (views_tx, views_rx) = watch::channel(None);
             let mut hosted: HashMap<String, Rc<dyn WorkerService>> = HashMap::new();
             for factory in services {
                 let service = factory(ServiceContext {
@@ -137,6 +140,8 @@ impl WorkerHandle {
             net,
             session_done,
             listener_done,
+            id,
+            views: views_handle,
             _lock: lock,
         })
     }
@@ -144,6 +149,19 @@ impl WorkerHandle {
     /// The bound QUIC address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Resolves once this worker is a member of the view it acts on: it has joined and
+    /// been given its partitions (what systemd's readiness notification waits for).
+    pub async fn joined(&self) {
+        let mut views = self.views.clone();
+        let id = &self.id;
+        let _ = views
+            .wait_for(|v| {
+                v.as_ref()
+                    .is_some_and(|v| v.peers.iter().any(|p| &p.id == id))
+            })
+            .await;
     }
 
     /// The epoch of the table this worker acts on.

@@ -1,4 +1,4 @@
-//! `ringflow certs init | issue`.
+//! `ringflow certs init | issue | bootstrap`.
 
 use std::process::ExitCode;
 
@@ -35,6 +35,32 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
                 files.cert.display(),
                 files.key.display()
             );
+        }
+        CertsCommand::Bootstrap {
+            dir,
+            cluster_name,
+            nodes,
+            clients,
+        } => {
+            if dir.join("ca.crt").exists() {
+                println!("cluster CA kept: {}", dir.join("ca.crt").display());
+            } else {
+                std::fs::create_dir_all(&dir)?;
+                let files = certs::init_ca(&dir, &cluster_name, false)?;
+                println!("cluster CA created: {}", files.cert.display());
+            }
+            let wanted = nodes
+                .iter()
+                .map(|n| (n, Role::Node))
+                .chain(clients.iter().map(|n| (n, Role::Client)));
+            for (name, role) in wanted {
+                if dir.join(format!("{name}.crt")).exists() {
+                    println!("kept: {name}");
+                    continue;
+                }
+                let files = certs::issue(&dir, name, role, &[])?;
+                println!("issued: {name} ({})", files.cert.display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod certs;
+mod config;
 mod dht;
 mod gen;
 mod job;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli, registry: ringflow_stream::Registry) -> anyhow::Result<Exit
         Command::Del(a) => dht::del(a),
         Command::Gen(a) => gen::run(a),
         Command::Sort(a) => sort::run(a),
+        Command::Config(c) => config::run(c),
     }
 }
 

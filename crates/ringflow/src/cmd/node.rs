@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::de::DeserializeOwned;
 
 use crate::cli::{CoordinatorArgs, WorkerArgs};
+use crate::notify::notify_or_warn;
 
 /// Reads a TOML config file, naming the file and line of any mistake.
 pub fn load_toml<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
@@ -121,7 +122,12 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     actix_rt::System::new().block_on(async move {
         let handle = CoordinatorHandle::start(cfg).await?;
         write_addr_file(a.addr_file.as_deref(), handle.local_addr())?;
+        notify_or_warn(&format!(
+            "READY=1\nSTATUS=listening on {}",
+            handle.local_addr()
+        ));
         super::shutdown_signal().await;
+        notify_or_warn("STOPPING=1");
         handle.shutdown().await?;
         tracing::info!("coordinator stopped");
         Ok(ExitCode::SUCCESS)
@@ -151,7 +157,19 @@ pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Res
         ];
         let handle = WorkerHandle::start_with(cfg, services).await?;
         write_addr_file(a.addr_file.as_deref(), handle.local_addr())?;
-        super::shutdown_signal().await;
+        notify_or_warn("STATUS=joining the cluster");
+        // Ready only once joined: a unit ordered after this one finds a serving worker.
+        let ready = async {
+            handle.joined().await;
+            tracing::info!("member of the cluster: ready");
+            notify_or_warn("READY=1\nSTATUS=member of the cluster");
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = super::shutdown_signal() => {}
+            _ = ready => {}
+        }
+        notify_or_warn("STOPPING=1\nSTATUS=handing partitions back");
         handle.shutdown().await?;
         tracing::info!("worker stopped");
         Ok(ExitCode::SUCCESS)
