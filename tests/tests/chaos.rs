@@ -197,3 +197,71 @@ fn faults_in_a_container_cluster_lose_no_acknowledged_write() {
         println!("  {l}");
     }
 }
+
+#[test]
+fn the_shipped_compose_file_runs_a_healthy_cluster() {
+    let image = match docker::image() {
+        Ok(i) => i,
+        Err(why) => {
+            eprintln!("SKIPPED compose test: {why}");
+            return;
+        }
+    };
+    if std::process::Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED compose test: no docker-compose (Debian package docker-compose)");
+        return;
+    }
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/docker/compose.yaml");
+    let project = format!("rfcompose{}", std::process::id());
+    let compose = |args: &[&str]| {
+        std::process::Command::new("docker-compose")
+            .args(["-p", &project, "-f"])
+            .arg(&file)
+            .args(args)
+            .env("RINGFLOW_IMAGE", &image)
+            .output()
+            .expect("docker-compose")
+    };
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-v", "--remove-orphans"]);
+        }
+    }
+    let _down = Down(&compose);
+    let up = compose(&["up", "-d"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = compose(&["run", "--rm", "client", "status", "--json"]);
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Ok(s) = serde_json::from_slice::<ringflow_tests::ClusterStatus>(&out.stdout) {
+            if is_healthy(&s, 3) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let s: ringflow_tests::ClusterStatus =
+        serde_json::from_str(&last).unwrap_or_else(|e| panic!("no status ({e}): {last}"));
+    assert!(is_healthy(&s, 3), "{s:#?}");
+    let put = compose(&["run", "--rm", "client", "put", "greeting", "hello"]);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let get = compose(&["run", "--rm", "client", "get", "greeting"]);
+    assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), "hello");
+    println!("compose: 3 workers healthy, put/get through the client service");
+}
