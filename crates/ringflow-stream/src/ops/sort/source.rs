@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -37,6 +38,11 @@ pub struct SortFileSourceConfig {
     /// Lines only: longest accepted line in bytes (default 1 MiB).
     #[serde(default = "default_max_line")]
     pub max_line_bytes: usize,
+    /// Lines with `split`: files of at least this many bytes are read in parallel, each
+    /// instance taking the lines that start in its byte range; smaller files go whole,
+    /// round robin (default 4 MiB).
+    #[serde(default = "default_split_min_bytes")]
+    pub split_min_bytes: u64,
 }
 
 pub(crate) fn default_format() -> String {
@@ -55,14 +61,21 @@ fn default_max_line() -> usize {
     DEFAULT_MAX_LINE_BYTES
 }
 
+fn default_split_min_bytes() -> u64 {
+    4 << 20
+}
+
 /// Reads [`SortRecord`]s from files and emits them unkeyed, at most the credit per
 /// poll, from a reader held across polls (a 64 KiB buffer and one record in memory).
 ///
 /// With `split = true`, gensort input is divided by record ranges (instance `i` of `n`
 /// reads records `[i·r/n, (i+1)·r/n)` of every file of `r` records, so even one big file
-/// is read in parallel); lines input is divided by whole files: the file at position `p`
-/// of the sorted listing is read by instance `p % instances`. A single file path is a
-/// listing of one. A missing path fails at create (not when only validating); a
+/// is read in parallel). Lines files of `split_min_bytes` or more are divided by byte
+/// ranges: instance `i` reads the lines that *start* in `[i·s/n, (i+1)·s/n)` of a file of
+/// `s` bytes (it skips the partial line before its range and finishes the one crossing
+/// its end), so every line is read exactly once; smaller files are divided whole: the
+/// one at position `p` of the sorted listing is read by instance `p % instances`. A
+/// single file path is a listing of one. A missing path fails at create (not when only validating); a
 /// trailing partial gensort record, a too-long line or a read error fails the job
 /// naming the file.
 ///
@@ -74,11 +87,12 @@ pub struct SortFileSource {
     path: PathBuf,
     split: bool,
     max_line_bytes: usize,
+    split_min_bytes: u64,
     instance: usize,
     instances: usize,
     listed: bool,
     queue: VecDeque<Slice>,
-    current: Option<(PathBuf, RecordReader<std::io::Take<File>>)>,
+    current: Option<(PathBuf, RecordReader<Box<dyn Read + Send>>)>,
 }
 
 /// A part of a file one instance reads: byte offset and length (`u64::MAX`: to the end).
@@ -86,6 +100,8 @@ struct Slice {
     path: PathBuf,
     offset: u64,
     len: u64,
+    /// The lines that start in the range (instead of exactly its bytes).
+    lines: bool,
 }
 
 impl Source for SortFileSource {
@@ -120,6 +136,7 @@ impl Source for SortFileSource {
             path: cfg.path,
             split: cfg.split,
             max_line_bytes: cfg.max_line_bytes,
+            split_min_bytes: cfg.split_min_bytes.max(1),
             instance: init.instance,
             instances: init.instances.max(1),
             listed: false,
@@ -156,7 +173,13 @@ impl SortFileSource {
         }
         while out.remaining() > 0 {
             let Some((path, reader)) = self.current.as_mut() else {
-                let Some(Slice { path, offset, len }) = self.queue.pop_front() else {
+                let Some(Slice {
+                    path,
+                    offset,
+                    len,
+                    lines,
+                }) = self.queue.pop_front()
+                else {
                     return Ok(SourcePoll::Done);
                 };
                 let mut f = File::open(&path).map_err(|e| {
@@ -165,17 +188,25 @@ impl SortFileSource {
                         path.display()
                     ))
                 })?;
-                if offset > 0 {
-                    use std::io::{Seek, SeekFrom};
-                    f.seek(SeekFrom::Start(offset)).map_err(|e| {
-                        OpError(format!(
-                            "source.sortfile: seeking in '{}': {e}",
-                            path.display()
-                        ))
-                    })?;
-                }
-                let reader = RecordReader::new(std::io::Read::take(f, len), self.format)
-                    .with_max_line_bytes(self.max_line_bytes);
+                let seek_failed = |e: std::io::Error| {
+                    OpError(format!(
+                        "source.sortfile: seeking in '{}': {e}",
+                        path.display()
+                    ))
+                };
+                let input: Box<dyn Read + Send> = if lines {
+                    Box::new(
+                        LineRange::open(f, offset, offset.saturating_add(len))
+                            .map_err(seek_failed)?,
+                    )
+                } else {
+                    if offset > 0 {
+                        f.seek(SeekFrom::Start(offset)).map_err(seek_failed)?;
+                    }
+                    Box::new(f.take(len))
+                };
+                let reader =
+                    RecordReader::new(input, self.format).with_max_line_bytes(self.max_line_bytes);
                 self.current = Some((path, reader));
                 continue;
             };
@@ -215,6 +246,12 @@ impl SortFileSource {
             path,
             offset: 0,
             len: u64::MAX,
+            lines: false,
+        };
+        let size_of = |path: &Path| {
+            std::fs::metadata(path)
+                .map(|m| m.len())
+                .map_err(|e| OpError(format!("source.sortfile: '{}': {e}", path.display())))
         };
         if !self.split {
             return Ok(files.into_iter().map(whole).collect());
@@ -223,9 +260,7 @@ impl SortFileSource {
             let (i, n) = (self.instance as u64, self.instances as u64);
             let mut slices = Vec::new();
             for path in files {
-                let size = std::fs::metadata(&path)
-                    .map_err(|e| OpError(format!("source.sortfile: '{}': {e}", path.display())))?
-                    .len();
+                let size = size_of(&path)?;
                 let records = size / RECORD_BYTES;
                 let (from, to) = (records * i / n, records * (i + 1) / n);
                 // The last instance also reads a trailing partial record, to report it.
@@ -236,17 +271,135 @@ impl SortFileSource {
                         path,
                         offset,
                         len: end - offset,
+                        lines: false,
                     });
                 }
             }
             return Ok(slices);
         }
-        Ok(files
-            .into_iter()
-            .enumerate()
-            .filter(|(p, _)| p % self.instances == self.instance)
-            .map(|(_, f)| whole(f))
-            .collect())
+        let (i, n) = (self.instance as u64, self.instances as u64);
+        let mut slices = Vec::new();
+        let mut small = Vec::new();
+        for path in files {
+            let size = size_of(&path)?;
+            if size < self.split_min_bytes {
+                small.push(path);
+                continue;
+            }
+            let (from, to) = (size * i / n, size * (i + 1) / n);
+            if to > from {
+                slices.push(Slice {
+                    path,
+                    offset: from,
+                    len: to - from,
+                    lines: true,
+                });
+            }
+        }
+        slices.extend(
+            small
+                .into_iter()
+                .enumerate()
+                .filter(|(p, _)| p % self.instances == self.instance)
+                .map(|(_, f)| whole(f)),
+        );
+        Ok(slices)
+    }
+}
+
+/// The bytes of the lines of a file that start in `[start, end)`: it skips the partial
+/// line before `start` (a line starts at 0 or after a `\n`) and finishes the line that
+/// crosses `end`, so adjacent ranges read every line exactly once.
+struct LineRange {
+    file: File,
+    /// File offset of the next byte delivered.
+    pos: u64,
+    end: u64,
+    /// Bytes read past the skipped partial line, delivered first.
+    pending: Vec<u8>,
+    pending_at: usize,
+    /// Past `end`: delivering the rest of the line that crosses it.
+    tail: bool,
+    done: bool,
+}
+
+impl LineRange {
+    fn open(mut file: File, start: u64, end: u64) -> std::io::Result<Self> {
+        let mut pos = start;
+        let mut pending = Vec::new();
+        let mut done = false;
+        if start > 0 {
+            // The line starting at `start` is ours only if the byte before it is '\n'.
+            file.seek(SeekFrom::Start(start - 1))?;
+            pos = start - 1;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    done = true;
+                    break;
+                }
+                if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+                    pos += i as u64 + 1;
+                    pending.extend_from_slice(&buf[i + 1..n]);
+                    break;
+                }
+                pos += n as u64;
+            }
+        }
+        Ok(Self {
+            file,
+            pos,
+            end,
+            pending,
+            pending_at: 0,
+            tail: false,
+            done: done || pos >= end,
+        })
+    }
+}
+
+impl Read for LineRange {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || out.is_empty() {
+            return Ok(0);
+        }
+        let n = if self.pending_at < self.pending.len() {
+            let k = out.len().min(self.pending.len() - self.pending_at);
+            out[..k].copy_from_slice(&self.pending[self.pending_at..self.pending_at + k]);
+            self.pending_at += k;
+            k
+        } else {
+            self.file.read(out)?
+        };
+        if n == 0 {
+            self.done = true;
+            return Ok(0);
+        }
+        let chunk = &out[..n];
+        // Deliver up to and including the first '\n' at index >= `from`, then stop.
+        let mut finish_at = |from: usize| match chunk[from..].iter().position(|&b| b == b'\n') {
+            Some(j) => {
+                self.done = true;
+                from + j + 1
+            }
+            None => n,
+        };
+        let delivered = if self.tail {
+            finish_at(0)
+        } else {
+            let room = self.end - self.pos;
+            if (n as u64) < room {
+                n
+            } else {
+                // The byte at `end - 1` is at index room - 1: the last line of the range
+                // ends at the first '\n' from there.
+                self.tail = true;
+                finish_at(room as usize - 1)
+            }
+        };
+        self.pos += delivered as u64;
+        Ok(delivered)
     }
 }
 
@@ -450,5 +603,75 @@ mod tests {
         }
         assert_eq!(sizes, vec![3, 3, 4]);
         assert_eq!(all, (0..10u8).collect::<Vec<_>>());
+    }
+
+    /// Reads `text` as one lines file split over `n` instances (every size split).
+    fn split_lines(text: &[u8], n: usize) -> Vec<Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.txt");
+        std::fs::write(&path, text).unwrap();
+        (0..n)
+            .map(|i| {
+                let cfg = json!({"path": path, "format": "lines", "split_min_bytes": 1});
+                let mut src = make(cfg, i, n, false).unwrap();
+                let (recs, _) = drain(&mut src, 7).unwrap();
+                recs.iter()
+                    .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn reference_lines(text: &[u8]) -> Vec<String> {
+        let mut r = RecordReader::new(text, Format::parse("lines", None, "\t").unwrap());
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            out.push(String::from_utf8_lossy(&rec.data).into_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn one_lines_file_is_split_by_byte_ranges_at_line_starts() {
+        // Ranges of 9 bytes each over 27: boundaries fall inside a line, on a '\n', and
+        // right after one.
+        let text = b"aaaa\nbbbbbbbbbbbbbbbbbbb\nc\n";
+        let parts = split_lines(text, 3);
+        assert_eq!(parts.concat(), ["aaaa", "bbbbbbbbbbbbbbbbbbb", "c"]);
+        assert_eq!(parts[0], ["aaaa", "bbbbbbbbbbbbbbbbbbb"]);
+        assert!(
+            parts[1].is_empty(),
+            "no line starts in bytes 9..18: {parts:?}"
+        );
+        assert_eq!(parts[2], ["c"]);
+        // Below split_min_bytes the file goes whole to one instance.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.txt");
+        std::fs::write(&path, text).unwrap();
+        let counts: Vec<usize> = (0..3)
+            .map(|i| {
+                let mut src = make(json!({"path": path, "format": "lines"}), i, 3, false).unwrap();
+                drain(&mut src, 5).unwrap().0.len()
+            })
+            .collect();
+        assert_eq!(counts, [3, 0, 0]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_line_is_read_exactly_once_whatever_the_split(
+            lines in proptest::collection::vec("[a-c]{0,12}", 0..40),
+            crlf in proptest::bool::ANY,
+            trailing in proptest::bool::ANY,
+            n in 1usize..7,
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut text = lines.join(eol);
+            if trailing && !lines.is_empty() {
+                text.push_str(eol);
+            }
+            let parts = split_lines(text.as_bytes(), n);
+            proptest::prop_assert_eq!(parts.concat(), reference_lines(text.as_bytes()));
+        }
     }
 }
