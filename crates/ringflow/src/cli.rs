@@ -188,6 +188,9 @@ pub struct LocalArgs {
     /// Do not open the workers' Redis-protocol ports.
     #[arg(long)]
     pub no_resp: bool,
+    /// Serve Prometheus metrics from every node on a free loopback port (printed).
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 #[derive(Debug, Args)]

@@ -170,6 +170,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
             if let Some(t) = a.failure_timeout_ms {
                 args.extend(["--failure-timeout-ms".into(), t.to_string()]);
             }
+            if a.metrics {
+                args.extend(["--metrics-listen".into(), "127.0.0.1:0".into()]);
+            }
             procs.push(Proc::spawn("coordinator", &exe, &args, &logs)?);
             let coord = wait_for_file(&addr_file, &mut procs, Duration::from_secs(30)).await?;
             for id in &ids {
@@ -188,6 +191,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
                 ];
                 if !a.no_resp {
                     args.extend(["--resp-listen".into(), "127.0.0.1:0".into()]);
+                }
+                if a.metrics {
+                    args.extend(["--metrics-listen".into(), "127.0.0.1:0".into()]);
                 }
                 procs.push(Proc::spawn(id, &exe, &args, &logs)?);
             }
@@ -246,6 +252,14 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
             {
                 if let Some(resp) = m.services.get("resp") {
                     println!("{}: Redis protocol on {resp}", m.id);
+                }
+            }
+            if a.metrics {
+                // Each node writes the address it bound to its data directory.
+                for name in std::iter::once("coordinator").chain(ids.iter().map(String::as_str)) {
+                    if let Ok(addr) = std::fs::read_to_string(dir.join(name).join("metrics.addr")) {
+                        println!("{name}: metrics on http://{}/metrics", addr.trim());
+                    }
                 }
             }
             println!(
