@@ -48,16 +48,23 @@ run_suite() { # NAME PORT
   done
 }
 
+# RF 1 and 3, each with an fsync per write group (the default) and with
+# --fsync-interval-ms 100 (acknowledged once the OS has it; survives kill -9).
+SYSTEMS=()
 for rf in 1 3; do
-  dir="$WORK/cluster-rf$rf"
-  XDG_CONFIG_HOME="$WORK/cfg" "$BIN" local --workers 3 --replication "$rf" --port 0 --dir "$dir" --no-profile \
-    >"$WORK/local-rf$rf.out" 2>&1 &
-  LOCAL_PID=$!
-  for _ in $(seq 600); do grep -q "local cluster is up" "$WORK/local-rf$rf.out" && break; sleep 0.1; done
-  grep -q "local cluster is up" "$WORK/local-rf$rf.out" || { cat "$WORK/local-rf$rf.out"; exit 1; }
-  port=$(grep -m1 "Redis protocol on" "$WORK/local-rf$rf.out" | sed 's/.*://')
-  run_suite "ringflow-rf$rf" "$port"
-  kill -INT "$LOCAL_PID"; wait "$LOCAL_PID" || true; LOCAL_PID=
+  for fsync in 0 100; do
+    name="ringflow-rf$rf"; [ "$fsync" != 0 ] && name="$name-fsync${fsync}ms"
+    SYSTEMS+=("$name")
+    dir="$WORK/$name"
+    XDG_CONFIG_HOME="$WORK/cfg" "$BIN" local --workers 3 --replication "$rf" --port 0 --dir "$dir" --no-profile \
+      --fsync-interval-ms "$fsync" >"$WORK/$name.out" 2>&1 &
+    LOCAL_PID=$!
+    for _ in $(seq 600); do grep -q "local cluster is up" "$WORK/$name.out" && break; sleep 0.1; done
+    grep -q "local cluster is up" "$WORK/$name.out" || { cat "$WORK/$name.out"; exit 1; }
+    port=$(grep -m1 "Redis protocol on" "$WORK/$name.out" | sed 's/.*://')
+    run_suite "$name" "$port"
+    kill -INT "$LOCAL_PID"; wait "$LOCAL_PID" || true; LOCAL_PID=
+  done
 done
 
 for mode in default fsync-always; do
@@ -73,11 +80,11 @@ done
 
 printf '\nrequests/s, %s requests, 50 clients, 100-byte values (redis-benchmark), one machine, same run\n' "$N"
 printf '%-22s %12s %12s %12s %12s\n' system SET SET-P16 GET GET-P16
-for sys in ringflow-rf1 ringflow-rf3 redis-default redis-fsync-always; do
+for sys in "${SYSTEMS[@]}" redis-default redis-fsync-always; do
   printf '%-22s %12s %12s %12s %12s\n' "$sys" "${RESULT[$sys,set,1]}" "${RESULT[$sys,set,16]}" "${RESULT[$sys,get,1]}" "${RESULT[$sys,get,16]}"
 done
 printf '\nratios ringflow / redis-server (default persistence):\n'
-for sys in ringflow-rf1 ringflow-rf3; do
+for sys in "${SYSTEMS[@]}"; do
   python3 - "$sys" "${RESULT[$sys,set,1]}" "${RESULT[$sys,set,16]}" "${RESULT[$sys,get,1]}" "${RESULT[$sys,get,16]}" \
     "${RESULT[redis-default,set,1]}" "${RESULT[redis-default,set,16]}" "${RESULT[redis-default,get,1]}" "${RESULT[redis-default,get,16]}" <<'PY'
 import sys

@@ -149,6 +149,11 @@ pub struct DhtSettings {
     pub max_key: usize,
     /// Largest value, in bytes.
     pub max_value: usize,
+    /// 0 (default): every write is fsynced before it is acknowledged, so an acknowledged
+    /// write survives power loss. N > 0: a write is acknowledged once the OS has it (it
+    /// survives kill -9 of any process, and a machine crash as long as a write quorum of
+    /// replicas stays up) and the log is fsynced at least every N ms.
+    pub fsync_interval_ms: u64,
 }
 
 impl Default for DhtSettings {
@@ -157,6 +162,7 @@ impl Default for DhtSettings {
             resp_listen: None,
             max_key: 64 * 1024,
             max_value: 8 * 1024 * 1024,
+            fsync_interval_ms: 0,
         }
     }
 }

@@ -191,6 +191,9 @@ pub struct LocalArgs {
     /// Serve Prometheus metrics from every node on a free loopback port (printed).
     #[arg(long)]
     pub metrics: bool,
+    /// The workers' `--fsync-interval-ms` (DHT durability; default 0: every write).
+    #[arg(long)]
+    pub fsync_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +277,10 @@ pub struct WorkerArgs {
     /// Serve the DHT over RESP (Redis protocol) on this address (port 0 picks one).
     #[arg(long)]
     pub resp_listen: Option<SocketAddr>,
+    /// DHT durability: 0 fsyncs every write before acknowledging it; N > 0 acknowledges
+    /// writes the OS has and fsyncs every N ms (config key `dht.fsync_interval_ms`).
+    #[arg(long)]
+    pub fsync_interval_ms: Option<u64>,
     /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,

@@ -95,9 +95,13 @@ pub struct StoreOptions {
     pub group_commit_max_bytes: usize,
     /// A new WAL segment is started once the current one is this long (default 64 MiB).
     pub segment_bytes: u64,
-    /// Whether writes are fsynced before being acknowledged (default true). `false` loses
-    /// acknowledged writes on a machine crash: for benchmarks only.
+    /// Whether writes are fsynced before being acknowledged (default true). With `false`
+    /// a write is acknowledged once it is in the OS (it survives kill -9 of the process,
+    /// not a crash of the machine) and the log is fsynced every `sync_interval`.
     pub sync: bool,
+    /// With `sync = false`: the longest time written data waits for its fsync (default
+    /// 100 ms), whether or not more writes come.
+    pub sync_interval: std::time::Duration,
 }
 
 impl StoreOptions {
@@ -111,6 +115,7 @@ impl StoreOptions {
             group_commit_max_bytes: 8 * 1024 * 1024,
             segment_bytes: 64 * 1024 * 1024,
             sync: true,
+            sync_interval: std::time::Duration::from_millis(100),
         }
     }
 
@@ -399,7 +404,9 @@ impl Store {
                 max_bytes: opts.group_commit_max_bytes,
                 segment_bytes: opts.segment_bytes,
                 sync: opts.sync,
+                sync_interval: opts.sync_interval,
             },
+            dirty_since: None,
             failed: None,
             carry: None,
             buf: Vec::new(),

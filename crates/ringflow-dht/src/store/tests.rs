@@ -683,3 +683,31 @@ proptest! {
         prop_assert_eq!(&contents(&Store::open(opts(db.path())).unwrap()), &model);
     }
 }
+
+#[test]
+fn without_sync_writes_are_fsynced_within_the_interval_even_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(StoreOptions {
+        sync: false,
+        sync_interval: std::time::Duration::from_millis(20),
+        ..StoreOptions::new(dir.path())
+    })
+    .unwrap();
+    // One write, then none: only the interval can bring its fsync.
+    s.write_blocking(vec![put(1, b"first", 1, Some(b"v"))])
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.stats().fsyncs == 0 {
+        assert!(std::time::Instant::now() < deadline, "no fsync while idle");
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Writes are acknowledged without an fsync each.
+    for i in 0..200u32 {
+        s.write_blocking(vec![put(1, &i.to_be_bytes(), 1, Some(b"v"))])
+            .unwrap();
+    }
+    assert!(s.stats().fsyncs < 100, "{:?}", s.stats());
+    drop(s);
+    let s = Store::open(StoreOptions::new(dir.path())).unwrap();
+    assert_eq!(s.partition_len(PartitionId(1)), 201);
+}

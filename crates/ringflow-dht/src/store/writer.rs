@@ -5,8 +5,9 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ringflow_ring::PartitionId;
 
@@ -112,6 +113,7 @@ pub(crate) struct Limits {
     pub max_bytes: usize,
     pub segment_bytes: u64,
     pub sync: bool,
+    pub sync_interval: Duration,
 }
 
 /// The writer thread's state.
@@ -123,6 +125,8 @@ pub(crate) struct Writer {
     pub limits: Limits,
     /// Set after a failed write or fsync: the log's state is unknown, nothing more is accepted.
     pub failed: Option<String>,
+    /// With `sync = false`: when data was first written after the last fsync.
+    pub dirty_since: Option<Instant>,
     /// A request received while gathering that did not fit in the group.
     pub carry: Option<Request>,
     pub buf: Vec<u8>,
@@ -150,15 +154,28 @@ impl Writer {
         loop {
             let request = match self.carry.take() {
                 Some(r) => r,
-                None => match self.rx.recv() {
-                    Ok(r) => r,
-                    Err(_) => {
-                        if let Err(e) = self.flush() {
-                            tracing::error!(error = %e, "flushing the write-ahead log");
+                None => {
+                    // Unsynced data waits at most `sync_interval`, even when idle.
+                    let next = match self.dirty_since {
+                        Some(t) => self
+                            .rx
+                            .recv_timeout(self.limits.sync_interval.saturating_sub(t.elapsed())),
+                        None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    };
+                    match next {
+                        Ok(r) => r,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.sync_now();
+                            continue;
                         }
-                        break;
+                        Err(RecvTimeoutError::Disconnected) => {
+                            if let Err(e) = self.flush() {
+                                tracing::error!(error = %e, "flushing the write-ahead log");
+                            }
+                            break;
+                        }
                     }
-                },
+                }
             };
             match request {
                 Request::Data(first) => {
@@ -319,8 +336,31 @@ impl Writer {
         if self.limits.sync {
             self.segment.sync()?;
             self.shared.fsyncs.fetch_add(1, Relaxed);
+        } else {
+            let since = *self.dirty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.limits.sync_interval {
+                self.sync_now();
+            }
         }
         Ok(())
+    }
+
+    /// The periodic fsync of `sync = false`. A failure is logged and the store refuses
+    /// writes from then on (what was acknowledged may not be on disk).
+    fn sync_now(&mut self) {
+        self.dirty_since = None;
+        if self.failed.is_some() {
+            return;
+        }
+        match self.segment.sync() {
+            Ok(()) => {
+                self.shared.fsyncs.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "fsync of the write-ahead log failed; the store refuses writes from now on");
+                self.failed = Some(e.to_string());
+            }
+        }
     }
 
     /// Seals the current segment and starts the next one.

@@ -195,6 +195,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
                 if a.metrics {
                     args.extend(["--metrics-listen".into(), "127.0.0.1:0".into()]);
                 }
+                if let Some(ms) = a.fsync_interval_ms {
+                    args.extend(["--fsync-interval-ms".into(), ms.to_string()]);
+                }
                 procs.push(Proc::spawn(id, &exe, &args, &logs)?);
             }
             let prof = Profile {

@@ -110,6 +110,9 @@ pub fn worker_config(a: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
     if let Some(v) = a.resp_listen {
         c.dht.resp_listen = Some(v);
     }
+    if let Some(v) = a.fsync_interval_ms {
+        c.dht.fsync_interval_ms = v;
+    }
     if let Some(v) = a.metrics_listen {
         c.metrics_listen = Some(v);
     }
@@ -141,6 +144,8 @@ pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Res
             resp_listen: cfg.dht.resp_listen,
             max_key: cfg.dht.max_key,
             max_value: cfg.dht.max_value,
+            sync: cfg.dht.fsync_interval_ms == 0,
+            sync_interval: std::time::Duration::from_millis(cfg.dht.fsync_interval_ms.max(1)),
             ..ringflow_dht::DhtConfig::default()
         };
         let mut registry = registry;
