@@ -41,10 +41,11 @@ rps() {
 }
 
 declare -A RESULT
-run_suite() { # NAME PORT
+run_suite() { # NAME PORT [extra redis-benchmark args]
+  local name="$1" port="$2"; shift 2
   for t in set get; do
-    RESULT["$1,$t,1"]=$(rps "$t" "$2")
-    RESULT["$1,$t,16"]=$(rps "$t" "$2" -P 16)
+    RESULT["$name,$t,1"]=$(rps "$t" "$port" "$@")
+    RESULT["$name,$t,16"]=$(rps "$t" "$port" -P 16 "$@")
   done
 }
 
@@ -63,6 +64,12 @@ for rf in 1 3; do
     grep -q "local cluster is up" "$WORK/$name.out" || { cat "$WORK/$name.out"; exit 1; }
     port=$(grep -m1 "Redis protocol on" "$WORK/$name.out" | sed 's/.*://')
     run_suite "$name" "$port"
+    if [ "$rf" = 1 ]; then
+      # Cluster-aware routing (CLUSTER SLOTS, then straight to each key's owner), as
+      # Redis Cluster clients do: no forwarding hop through the gateway.
+      SYSTEMS+=("$name-cluster")
+      run_suite "$name-cluster" "$port" --cluster
+    fi
     kill -INT "$LOCAL_PID"; wait "$LOCAL_PID" || true; LOCAL_PID=
   done
 done
