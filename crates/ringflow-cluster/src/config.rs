@@ -154,6 +154,10 @@ pub struct DhtSettings {
     /// survives kill -9 of any process, and a machine crash as long as a write quorum of
     /// replicas stays up) and the log is fsynced at least every N ms.
     pub fsync_interval_ms: u64,
+    /// Deletion tombstones are forgotten this many seconds after the delete (default 7
+    /// days; 0 keeps them forever). A worker away for longer must rejoin with an empty
+    /// data directory, or values deleted meanwhile can come back with it.
+    pub tombstone_grace_s: u64,
 }
 
 impl Default for DhtSettings {
@@ -163,6 +167,7 @@ impl Default for DhtSettings {
             max_key: 64 * 1024,
             max_value: 8 * 1024 * 1024,
             fsync_interval_ms: 0,
+            tombstone_grace_s: 7 * 24 * 3600,
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct DhtConfig {
     pub sync_interval: Duration,
     /// Address of the Redis-compatible port, if any.
     pub resp_listen: Option<SocketAddr>,
+    /// Deletion tombstones older than this are forgotten (checked every minute); `None`
+    /// keeps them forever. A worker away for longer must come back with an empty data
+    /// directory, or values deleted meanwhile can come back with it.
+    pub tombstone_grace: Option<Duration>,
 }
 
 impl Default for DhtConfig {
@@ -51,6 +55,7 @@ impl Default for DhtConfig {
             sync: true,
             sync_interval: Duration::from_millis(100),
             resp_listen: None,
+            tombstone_grace: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -685,6 +690,7 @@ impl DhtService {
     async fn follow_views(self: Rc<Self>) {
         let mut views = self.views.clone();
         let mut previous: Option<Arc<ClusterView>> = None;
+        let mut last_purge = Instant::now();
         loop {
             let Some(current) = views.borrow_and_update().clone() else {
                 if views.changed().await.is_err() {
@@ -722,10 +728,33 @@ impl DhtService {
                             self.push_orphans(&v, &mine);
                         }
                         self.maybe_checkpoint();
+                        if last_purge.elapsed() >= Duration::from_secs(60) {
+                            last_purge = Instant::now();
+                            self.purge_tombstones();
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// Forgets tombstones older than the grace period (on a thread of its own: the store's
+    /// calls block).
+    fn purge_tombstones(&self) {
+        let Some(grace) = self.cfg.tombstone_grace else {
+            return;
+        };
+        let cutoff_ms = now_ms().saturating_sub(grace.as_millis() as u64);
+        let before_ts = cutoff_ms << crate::version::LOGICAL_BITS;
+        let store = self.store.clone();
+        std::thread::spawn(move || match store.purge_tombstones(before_ts) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                purged = n,
+                "forgot deletion tombstones past their grace period"
+            ),
+            Err(e) => tracing::warn!(error = %e, "purging tombstones failed"),
+        });
     }
 
     /// Compacts the write-ahead log (on a thread of its own) once it is much larger than

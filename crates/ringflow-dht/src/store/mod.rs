@@ -221,6 +221,25 @@ impl Shared {
         self.bytes.fetch_add(added, Relaxed);
     }
 
+    /// Drops tombstones older than `before_ts` (writer thread only).
+    pub(crate) fn purge_tombstones(&self, before_ts: u64) -> u64 {
+        let mut removed = 0u64;
+        let mut bytes = 0u64;
+        for mut part in self.map.iter_mut() {
+            part.retain(|k, e| {
+                let old_tombstone = e.value.is_none() && e.version.ts < before_ts;
+                if old_tombstone {
+                    removed += 1;
+                    bytes += k.len() as u64;
+                }
+                !old_tombstone
+            });
+        }
+        self.keys.fetch_sub(removed, Relaxed);
+        self.bytes.fetch_sub(bytes, Relaxed);
+        removed
+    }
+
     fn remove_partition(&self, partition: PartitionId) {
         if let Some((_, part)) = self.map.remove(&partition) {
             let bytes: u64 = part.iter().map(|(k, e)| size(k, e)).sum();
@@ -583,6 +602,17 @@ impl Store {
         wal::sync_dir(dir)?;
         tracing::debug!(dir = %dir.display(), entries, next_segment = next, "store checkpoint written");
         Ok(())
+    }
+
+    /// Forgets deletion tombstones whose version timestamp ([`crate::Version::ts`]) is
+    /// below `before_ts`; returns how many. Tombstones only need to live until every
+    /// replica has them: after that a purged key reads as missing, as it did deleted.
+    /// They leave the disk with the next [`Store::checkpoint`] (replaying the WAL before
+    /// that brings them back, to be purged again).
+    pub fn purge_tombstones(&self, before_ts: u64) -> Result<u64, DhtError> {
+        self.not_on_writer()?;
+        self.check_open()?;
+        self.call(|done| Request::Purge(before_ts, done))
     }
 
     /// The store's counters.

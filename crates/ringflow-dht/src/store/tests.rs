@@ -711,3 +711,32 @@ fn without_sync_writes_are_fsynced_within_the_interval_even_when_idle() {
     let s = Store::open(StoreOptions::new(dir.path())).unwrap();
     assert_eq!(s.partition_len(PartitionId(1)), 201);
 }
+
+#[test]
+fn old_tombstones_are_purged_and_leave_the_disk_with_the_next_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.write_blocking(vec![
+        put(1, b"live", 10, Some(b"v")),
+        put(1, b"old-delete", 10, None),
+        put(2, b"new-delete", 1000, None),
+    ])
+    .unwrap();
+    assert_eq!(s.stats().keys, 3);
+    // Only tombstones older than the cutoff go; values stay whatever their age.
+    assert_eq!(s.purge_tombstones(500).unwrap(), 1);
+    assert_eq!(s.stats().keys, 2);
+    let c = contents(&s);
+    assert!(c.contains_key(&(PartitionId(1), b"live".to_vec())));
+    assert!(!c.contains_key(&(PartitionId(1), b"old-delete".to_vec())));
+    assert!(c.contains_key(&(PartitionId(2), b"new-delete".to_vec())));
+    // A write older than the purged tombstone could now apply: that is why purging waits
+    // a grace period (every replica has the tombstone long before).
+    assert_eq!(s.purge_tombstones(500).unwrap(), 0);
+    s.checkpoint().unwrap();
+    drop(s);
+    let s = open(dir.path());
+    let c = contents(&s);
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert!(!c.contains_key(&(PartitionId(1), b"old-delete".to_vec())));
+}

@@ -102,6 +102,8 @@ pub(crate) enum Request {
     Data(Data),
     /// Start a new segment; answers its number (everything before it is applied in memory).
     Roll(Done<u64>),
+    /// Forget tombstones whose version timestamp is below the value; answers how many.
+    Purge(u64, Done<u64>),
     /// Flush and stop.
     Close(Done<()>),
 }
@@ -185,6 +187,9 @@ impl Writer {
                 Request::Roll(done) => {
                     let result = self.roll();
                     done.complete(result);
+                }
+                Request::Purge(before_ts, done) => {
+                    done.complete(Ok(self.shared.purge_tombstones(before_ts)));
                 }
                 Request::Close(done) => {
                     let result = self.flush();

@@ -146,6 +146,8 @@ pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Res
             max_value: cfg.dht.max_value,
             sync: cfg.dht.fsync_interval_ms == 0,
             sync_interval: std::time::Duration::from_millis(cfg.dht.fsync_interval_ms.max(1)),
+            tombstone_grace: (cfg.dht.tombstone_grace_s > 0)
+                .then(|| std::time::Duration::from_secs(cfg.dht.tombstone_grace_s)),
             ..ringflow_dht::DhtConfig::default()
         };
         let mut registry = registry;
