@@ -153,6 +153,11 @@ impl<T: Data> Outputs<T> {
         let Some(buf) = self.buffers.get_mut(edge).and_then(|b| b.get_mut(target)) else {
             return;
         };
+        if buf.capacity() == 0 {
+            // A sent batch leaves an empty buffer: size the next one once instead of
+            // growing it record by record.
+            buf.reserve_exact(self.batch_size.min(4096));
+        }
         buf.push(item);
         self.buffered += 1;
         if buf.len() >= self.batch_size {
