@@ -434,3 +434,41 @@ fn redis_cli_and_redis_benchmark_work() {
         println!("skipping redis-benchmark: not installed");
     }
 }
+
+#[test]
+fn many_clients_on_one_port_are_forwarded_in_batches_and_every_write_reads_back() {
+    // 24 connections to worker-1 at once: two thirds of their keys belong to other
+    // workers, and with more requests than a peer's lanes in flight, worker-1 sends them
+    // on as batched requests. Every value must still land under its own key.
+    let (_c, addrs) = start();
+    let one = addrs["worker-1"];
+    let writers: Vec<_> = (0..24)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut con = connect(one);
+                for i in 0..150 {
+                    let () = con
+                        .set(format!("batch-{t}-{i}"), format!("value-{t}-{i}"))
+                        .expect("SET through worker-1");
+                }
+                // Deletes travel the same way: half of the keys go again.
+                for i in (0..150).step_by(2) {
+                    let n: i64 = con.del(format!("batch-{t}-{i}")).expect("DEL");
+                    assert_eq!(n, 1, "batch-{t}-{i} held a value");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer thread");
+    }
+    let mut two = connect(addrs["worker-2"]);
+    for t in 0..24 {
+        let keys: Vec<String> = (0..150).map(|i| format!("batch-{t}-{i}")).collect();
+        let got: Vec<Option<String>> = two.mget(&keys).expect("MGET through worker-2");
+        for (i, v) in got.iter().enumerate() {
+            let want = (i % 2 == 1).then(|| format!("value-{t}-{i}"));
+            assert_eq!(*v, want, "batch-{t}-{i}");
+        }
+    }
+}

@@ -7,6 +7,7 @@
 
 mod batch;
 pub mod client;
+mod coalesce;
 pub mod error;
 mod join;
 pub mod node;

@@ -75,7 +75,7 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
         })
         .map_err(|e| ClusterError::Service(format!("opening the DHT store: {e}")))?;
         let node = node_number(&ctx.worker_id);
-        let peers = StreamPool::new(
+        let peers = Rc::new(StreamPool::new(
             ctx.endpoint.clone(),
             PeerRole::Worker,
             Some(ctx.worker_id.0.clone()),
@@ -83,7 +83,7 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
             // Longer than a primary's own wait for its replicas, so that a forwarded request
             // gets the primary's answer rather than a local timeout.
             cfg.replica_timeout * 2 + Duration::from_secs(1),
-        );
+        ));
         let resp = match cfg.resp_listen {
             Some(addr) => {
                 let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
@@ -106,7 +106,8 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
             me: ctx.worker_id,
             store: Arc::new(store),
             views: ctx.views,
-            peers: Rc::new(peers),
+            forward: crate::coalesce::Coalescer::new(peers.clone()),
+            peers,
             hlc: RefCell::new(Hlc::new(node)),
             cfg,
             syncing: RefCell::new(BTreeSet::new()),
@@ -133,6 +134,8 @@ fn op_index(req: &DhtRequest) -> usize {
         DhtRequest::Replicate { .. } => 2,
         DhtRequest::ReadReplica { .. } => 3,
         DhtRequest::Fetch { .. } => 4,
+        // Never recorded: `handle` records the parts.
+        DhtRequest::Multi(_) => 0,
     }
 }
 
@@ -142,7 +145,8 @@ fn outcome_index(resp: &DhtResponse) -> usize {
         | DhtResponse::Values { .. }
         | DhtResponse::Replicated
         | DhtResponse::Page { .. }
-        | DhtResponse::Entries { .. } => 0,
+        | DhtResponse::Entries { .. }
+        | DhtResponse::Multi(_) => 0,
         DhtResponse::Moved { .. } => 1,
         DhtResponse::Unavailable { .. } => 2,
         DhtResponse::Error { .. } => 3,
@@ -216,6 +220,8 @@ pub struct DhtService {
     store: Arc<Store>,
     views: watch::Receiver<Option<Arc<ClusterView>>>,
     peers: Rc<StreamPool>,
+    /// Requests routed to other primaries, batched per peer.
+    forward: Rc<crate::coalesce::Coalescer>,
     hlc: RefCell<Hlc>,
     cfg: DhtConfig,
     /// Partitions this node holds a replica of but has not caught up on yet (handoff in
@@ -367,9 +373,11 @@ impl DhtService {
                 from: self.me.0.clone(),
             };
             for addr in place.others.iter().copied() {
-                if let Ok(Ok(DhtResponse::Entries { entries })) =
-                    tokio::time::timeout(self.cfg.replica_timeout, self.peers.call(addr, &req))
-                        .await
+                if let Ok(Ok(DhtResponse::Entries { entries })) = tokio::time::timeout(
+                    self.cfg.replica_timeout,
+                    self.forward.call(addr, req.clone()),
+                )
+                .await
                 {
                     let mut hlc = self.hlc.borrow_mut();
                     for (i, e) in entries.iter().enumerate().take(items.len()) {
@@ -417,10 +425,10 @@ impl DhtService {
         });
         let newer_view = Rc::new(std::cell::Cell::new(0u64));
         for addr in place.others {
-            let (peers, req, tx) = (self.peers.clone(), req.clone(), tx.clone());
+            let (forward, req, tx) = (self.forward.clone(), req.clone(), tx.clone());
             let newer_view = newer_view.clone();
             tokio::task::spawn_local(async move {
-                let r = peers.call(addr, &req).await;
+                let r = forward.call(addr, (*req).clone()).await;
                 let ok = matches!(r, Ok(DhtResponse::Replicated));
                 if let Ok(DhtResponse::Moved { epoch, .. }) = r {
                     newer_view.set(newer_view.get().max(epoch));
@@ -494,10 +502,10 @@ impl DhtService {
             });
             let newer_view = Rc::new(std::cell::Cell::new(0u64));
             for addr in place.others.iter().copied() {
-                let (peers, req, tx) = (self.peers.clone(), req.clone(), tx.clone());
+                let (forward, req, tx) = (self.forward.clone(), req.clone(), tx.clone());
                 let newer_view = newer_view.clone();
                 tokio::task::spawn_local(async move {
-                    let r = match peers.call(addr, &req).await {
+                    let r = match forward.call(addr, (*req).clone()).await {
                         Ok(DhtResponse::Entries { entries }) => Some(entries),
                         Ok(DhtResponse::Moved { epoch, .. }) => {
                             newer_view.set(newer_view.get().max(epoch));
@@ -1170,7 +1178,7 @@ impl DhtService {
                     .find(|p| p.id == id)
                     .and_then(|p| p.addr.parse().ok())
                 {
-                    Some(addr) => self.peers.call(addr, &req).await,
+                    Some(addr) => self.forward.call(addr, req).await,
                     None => Err(DhtError::Peer(format!("no address for {id}"))),
                 },
             };
@@ -1191,8 +1199,23 @@ impl DhtService {
         Err(last)
     }
 
-    /// Handles one request, counting it and timing it.
+    /// Handles a request: the parts of a `Multi` concurrently, each counted as itself.
     async fn handle(&self, req: DhtRequest) -> DhtResponse {
+        let DhtRequest::Multi(parts) = req else {
+            return self.handle_one(req).await;
+        };
+        if parts.iter().any(|p| matches!(p, DhtRequest::Multi(_))) {
+            return DhtResponse::Error {
+                message: "a batch request inside a batch request".into(),
+            };
+        }
+        let answers =
+            crate::join::join_all(parts.into_iter().map(|p| self.handle_one(p)).collect()).await;
+        DhtResponse::Multi(answers)
+    }
+
+    /// Handles one request, counting it and timing it.
+    async fn handle_one(&self, req: DhtRequest) -> DhtResponse {
         let op = op_index(&req);
         let started = Instant::now();
         let resp = self.dispatch(req).await;
@@ -1202,6 +1225,10 @@ impl DhtService {
 
     async fn dispatch(&self, req: DhtRequest) -> DhtResponse {
         match req {
+            // `handle` takes batches apart; one reaching here was nested.
+            DhtRequest::Multi(_) => DhtResponse::Error {
+                message: "a batch request inside a batch request".into(),
+            },
             DhtRequest::Put {
                 partition, items, ..
             } => self.put(partition, items).await,

@@ -70,6 +70,10 @@ pub enum DhtRequest {
         #[serde(default)]
         from: String,
     },
+    /// Several requests to one worker in one round trip (a worker forwarding for many
+    /// clients at once); answered by [`DhtResponse::Multi`], one answer per request in
+    /// order. Not nested.
+    Multi(Vec<DhtRequest>),
 }
 
 /// Epoch fencing of replica traffic: a replica refuses `Replicate` / `ReadReplica` from a
@@ -141,6 +145,8 @@ pub enum DhtResponse {
         /// Why.
         message: String,
     },
+    /// The answers to a [`DhtRequest::Multi`], in order.
+    Multi(Vec<DhtResponse>),
 }
 
 #[cfg(test)]
