@@ -484,6 +484,11 @@ fn windowed_aggregation_with_out_of_order_and_late_events_equals_a_reference() {
     assert!(late_expected >= 15, "the input must contain late events");
 
     let out = c.dir().join("out-windows");
+    // One chain up to the key_by, then a hash edge to a window instance on every worker:
+    // each window instance has exactly one input, whose records and watermarks arrive in
+    // order, so which events are late does not depend on timing. (With one reader per
+    // worker, the window's watermark would wait for the readers that have no file to
+    // end, and early late events could slip in.)
     let spec = format!(
         r#"
 name = "windows"
@@ -492,20 +497,24 @@ batch_size = 1
 [[vertex]]
 name = "lines"
 operator = "source.files"
+parallelism = 1
 config = {{ path = "{}" }}
 [[vertex]]
 name = "parse"
 operator = "map"
+parallelism = 1
 config = {{ function = "parse_json" }}
 inputs = ["lines"]
 [[vertex]]
 name = "wm"
 operator = "watermark"
+parallelism = 1
 config = {{ time_field = "ts", max_delay_ms = {DELAY} }}
 inputs = ["parse"]
 [[vertex]]
 name = "keyed"
 operator = "key_by"
+parallelism = 1
 config = {{ field = "host" }}
 inputs = ["wm"]
 [[vertex]]
