@@ -56,14 +56,9 @@ pub fn docker(args: &[&str]) -> Output {
 
 /// Runs `docker ARGS`, panicking with its stderr if it fails; its stdout.
 pub fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    crate::stdout_of_success(&format!("docker {}", args.join(" ")), docker(args))
+        .trim()
+        .to_string()
 }
 
 /// A coordinator and workers in containers.

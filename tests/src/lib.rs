@@ -113,10 +113,14 @@ pub fn ringflow(args: &[&str]) -> Output {
 
 /// Runs the CLI and panics with its output if it fails.
 pub fn ringflow_ok(args: &[&str]) -> String {
-    let out = ringflow(args);
+    stdout_of_success(&format!("ringflow {args:?}"), ringflow(args))
+}
+
+/// The stdout of a command that must have succeeded; panics with all its output if not.
+pub fn stdout_of_success(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
-        "ringflow {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)

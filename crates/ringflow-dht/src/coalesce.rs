@@ -118,24 +118,18 @@ impl Coalescer {
         let (reqs, replies): (Vec<DhtRequest>, Vec<Reply>) = batch.into_iter().unzip();
         let n = reqs.len();
         tracing::trace!(%addr, requests = n, "sending a batch");
-        match self.pool.call(addr, &DhtRequest::Multi(reqs)).await {
+        let why = match self.pool.call(addr, &DhtRequest::Multi(reqs)).await {
             Ok(DhtResponse::Multi(answers)) if answers.len() == n => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));
                 }
+                return;
             }
-            Ok(other) => {
-                let why = format!("{addr} answered a batch of {n} with {other:?}");
-                for reply in replies {
-                    let _ = reply.send(Err(DhtError::Peer(why.clone())));
-                }
-            }
-            Err(e) => {
-                let why = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(DhtError::Peer(why.clone())));
-                }
-            }
+            Ok(other) => format!("{addr} answered a batch of {n} with {other:?}"),
+            Err(e) => e.to_string(),
+        };
+        for reply in replies {
+            let _ = reply.send(Err(DhtError::Peer(why.clone())));
         }
     }
 }
