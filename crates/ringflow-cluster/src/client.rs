@@ -268,7 +268,7 @@ impl ClusterClient {
             PeerRole::Client,
             None,
             &self.cluster,
-            crate::stream::SERVICE,
+            ringflow_proto::STREAM_SERVICE,
         )
         .await
     }

@@ -17,7 +17,6 @@ pub mod metrics;
 mod persist;
 mod runtime;
 pub mod service;
-pub mod stream;
 pub mod worker;
 
 pub use client::ClusterClient;

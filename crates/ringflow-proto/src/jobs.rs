@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use ringflow_ring::WorkerId;
 use serde::{Deserialize, Serialize};
 
+/// Name of the workers' stream service in `Hello.service`: job control streams from the
+/// coordinator, data edges between workers and client ports.
+pub const STREAM_SERVICE: &str = "stream";
+
 /// Lifecycle of a job, as the coordinator tracks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobState {

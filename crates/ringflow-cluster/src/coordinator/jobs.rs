@@ -22,7 +22,7 @@ use ringflow_stream::JobSpec;
 use tokio::sync::{mpsc, watch};
 
 use crate::runtime::open_service_stream;
-use crate::stream::SERVICE;
+use ringflow_proto::STREAM_SERVICE;
 
 /// Longest wait for a worker to prepare its part of a job.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -290,7 +290,7 @@ impl JobManager {
             PeerRole::Coordinator,
             Some(self.name.clone()),
             &self.cluster,
-            SERVICE,
+            STREAM_SERVICE,
         )
         .await
         .map_err(|e| format!("worker {}: {e}", w.id))?;

@@ -160,7 +160,7 @@ pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Res
         registry.operator::<crate::dht_sink::DhtSink>("sink.dht");
         let services = vec![
             ringflow_dht::service(dht),
-            ringflow_cluster::stream::service(registry),
+            ringflow_runtime::service(registry),
         ];
         let handle = WorkerHandle::start_with(cfg, services).await?;
         write_addr_file(a.addr_file.as_deref(), handle.local_addr())?;

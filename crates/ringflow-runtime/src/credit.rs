@@ -7,15 +7,70 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ringflow_stream::Message;
+use ringflow_stream::{AnyBatch, Message, PortType, StreamError};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+/// A batch as it came over an edge from another worker, still encoded: the receiving
+/// operator decodes it on its own thread.
+pub(crate) struct EncodedBatch {
+    /// The batch in its port's codec.
+    pub bytes: Vec<u8>,
+    /// Number of records (its cost in credits).
+    pub records: u32,
+    /// The codec of the edge's port.
+    pub port: PortType,
+    /// The edge and sending worker, for failure reasons.
+    pub from: Arc<str>,
+}
+
+impl EncodedBatch {
+    /// Decodes the batch; a failure names the edge it came over.
+    pub fn decode(&self) -> Result<AnyBatch, String> {
+        self.port
+            .decode(&self.bytes)
+            .map_err(|e: StreamError| format!("{}: {e}", self.from))
+    }
+}
+
+/// What an input channel carries.
+pub(crate) enum Inbound {
+    /// A message ready for the operator (from this worker, or a control frame).
+    Decoded(Message),
+    /// A batch from another worker, to be decoded by the receiving operator.
+    Encoded(EncodedBatch),
+}
+
+impl Inbound {
+    /// Credits this message costs: its records, one for control messages.
+    fn cost(&self) -> usize {
+        match self {
+            Inbound::Decoded(Message::Batch(b)) => b.len().max(1),
+            Inbound::Decoded(_) => 1,
+            Inbound::Encoded(b) => (b.records as usize).max(1),
+        }
+    }
+
+    /// The message, decoded if it came encoded.
+    pub fn into_message(self) -> Result<Message, String> {
+        match self {
+            Inbound::Decoded(m) => Ok(m),
+            Inbound::Encoded(b) => b.decode().map(Message::Batch),
+        }
+    }
+}
+
+impl From<Message> for Inbound {
+    fn from(m: Message) -> Self {
+        Inbound::Decoded(m)
+    }
+}
 
 /// One message with the credit it holds until it is handled.
 pub(crate) struct Delivery {
     /// Input channel index of the receiving instance.
     pub chan: usize,
     /// The message.
-    pub msg: Message,
+    pub msg: Inbound,
     /// Released (credit returned) when dropped.
     pub permit: Option<OwnedSemaphorePermit>,
 }
@@ -37,11 +92,9 @@ impl CreditSender {
     /// Sends `msg` once its records fit in the window. A batch larger than the whole
     /// window takes the whole window, so it is always admitted eventually; control
     /// messages cost one credit.
-    pub async fn send(&self, msg: Message) -> Result<(), Closed> {
-        let cost = match &msg {
-            Message::Batch(b) => b.len().max(1),
-            _ => 1,
-        };
+    pub async fn send(&self, msg: impl Into<Inbound>) -> Result<(), Closed> {
+        let msg = msg.into();
+        let cost = msg.cost();
         let cost = u32::try_from(cost).unwrap_or(u32::MAX).min(self.limit);
         let permit = self
             .sem

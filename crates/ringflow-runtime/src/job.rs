@@ -10,22 +10,16 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use ringflow_net::{Connection, Endpoint};
-use ringflow_proto::{EdgeOpen, JobPrepare, PeerRole, StreamOpen, VertexStatus};
+use ringflow_proto::{EdgeOpen, JobPrepare, VertexStatus};
 use ringflow_ring::RingConfig;
 use ringflow_stream::harness::{InstanceConfig, Routing};
 use ringflow_stream::registry::Instance;
-use ringflow_stream::wire::DataFrame;
 use ringflow_stream::{plan, InitContext, JobPlan, JobSpec, PortType, Registry};
 use tokio::sync::mpsc;
 
-use super::actors::{
-    now_ms, InstanceEvent, OperatorActor, Outlets, SharedStatus, SourceActor, Target,
-};
-use super::credit::{self, CreditSender, InputQueue, QueueGauge};
-use crate::runtime::open_service_stream;
-
-/// Frames queued per outgoing edge before its writer (on the network thread) catches up.
-const EDGE_FRAMES: usize = 8;
+use crate::actors::{now_ms, InstanceEvent, OperatorActor, SharedStatus, SourceActor};
+use crate::credit::{self, CreditSender, InputQueue, QueueGauge};
+use crate::edge::{self, Outlets, Target};
 
 /// An instance built at prepare time, waiting for start.
 struct Pending {
@@ -252,31 +246,23 @@ impl LocalJob {
                                 c
                             }
                         };
-                        let (tx, rx) = mpsc::channel(EDGE_FRAMES);
                         let open = EdgeOpen {
                             job: self.id.clone(),
                             edge: e as u32,
                             sender: my_instance as u32,
                             receiver: t as u32,
                         };
-                        let (mut fsend, _frecv) = open_service_stream(
+                        let (tx, task) = edge::open(
                             &conn,
-                            PeerRole::Worker,
-                            Some(worker_id.to_owned()),
+                            open,
+                            worker_id,
                             cluster,
-                            super::SERVICE,
+                            self.workers[t].0.clone(),
+                            s.edge_credits,
+                            self.events_tx.clone(),
                         )
-                        .await
-                        .map_err(|e| format!("opening an edge to {}: {e}", self.workers[t].0))?;
-                        fsend.send(&StreamOpen::Edge(open)).await.map_err(|e| {
-                            format!("opening an edge to {}: {e}", self.workers[t].0)
-                        })?;
+                        .await?;
                         expected += 1;
-                        let events = self.events_tx.clone();
-                        let peer = self.workers[t].0.clone();
-                        let limit = u32::try_from(s.edge_credits).unwrap_or(u32::MAX);
-                        let task =
-                            actix_rt::spawn(write_edge(fsend, _frecv, rx, events, peer, limit));
                         self.tasks.borrow_mut().push(task);
                         row.push(Some(Target::Remote {
                             tx,
@@ -379,55 +365,4 @@ impl Drop for LocalJob {
         // Spill files and scratch data die with the job.
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
-}
-
-/// Writes one outgoing edge's frames to its QUIC stream. At most `limit` records are in
-/// transit: a batch waits for the receiver's `Credit` frames, which it sends once the
-/// records are in the receiving instance's own bounded queue. So a cross-node edge holds
-/// at most `2 × edge_credits` records whatever the QUIC windows are.
-async fn write_edge(
-    mut send: ringflow_net::FramedSend,
-    mut recv: ringflow_net::FramedRecv,
-    mut rx: mpsc::Receiver<DataFrame>,
-    events: mpsc::UnboundedSender<JobEvent>,
-    peer: String,
-    limit: u32,
-) {
-    let mut credits = limit;
-    while let Some(frame) = rx.recv().await {
-        let end = matches!(frame, DataFrame::End);
-        let cost = match &frame {
-            DataFrame::Batch { records, .. } => (*records).clamp(1, limit),
-            _ => 0,
-        };
-        while credits < cost {
-            match recv.recv::<DataFrame>().await {
-                Ok(Some(DataFrame::Credit(n))) => credits = credits.saturating_add(n).min(limit),
-                Ok(Some(_)) => {
-                    let _ = events.send(JobEvent::Failed(format!(
-                        "edge to {peer}: unexpected frame from the receiver"
-                    )));
-                    return;
-                }
-                Ok(None) | Err(_) => {
-                    let _ = events.send(JobEvent::Failed(format!(
-                        "edge to {peer}: the receiver went away"
-                    )));
-                    return;
-                }
-            }
-        }
-        credits -= cost;
-        if let Err(e) = send.send(&frame).await {
-            let _ = events.send(JobEvent::Failed(format!("edge to {peer}: {e}")));
-            return;
-        }
-        if end {
-            let _ = send.finish();
-            let _ = events.send(JobEvent::Done);
-            return;
-        }
-    }
-    // The sending instance stopped without an end: the job is being torn down.
-    let _ = send.reset(0);
 }

@@ -1,7 +1,8 @@
 //! Operator and source instances as actix actors, each on an Arbiter (thread) of its
 //! own so a slow or CPU-heavy operator never delays the QUIC endpoint or its peers.
 //!
-//! An operator actor reads its credit-bounded [`InputQueue`] as a stream; while it waits
+//! An operator actor reads its credit-bounded [`InputQueue`] as a stream (decoding the
+//! batches that came encoded from other workers); while it waits
 //! for downstream credit (`ctx.wait`) it reads nothing, so its own input fills and its
 //! senders wait in turn: backpressure reaches the sources, which are only polled when
 //! their previous output has been accepted.
@@ -12,11 +13,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use ringflow_proto::VertexStatus;
 use ringflow_stream::harness::{InstanceMetrics, OperatorInstance, Outgoing, SourceInstance};
-use ringflow_stream::wire::DataFrame;
-use ringflow_stream::{Message as StreamMsg, PortType, SourcePoll};
+use ringflow_stream::SourcePoll;
 use tokio::sync::mpsc;
 
-use super::credit::{CreditSender, Delivery, InputQueue, QueueGauge};
+use crate::credit::{Delivery, InputQueue, QueueGauge};
+use crate::edge::Outlets;
 
 /// Processing time handed to the harness: ms since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
@@ -24,55 +25,6 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Where one (output edge, target instance) goes.
-pub(crate) enum Target {
-    /// An instance on this worker.
-    Local(CreditSender),
-    /// An instance on another worker: frames to the edge's QUIC writer task.
-    Remote {
-        tx: mpsc::Sender<DataFrame>,
-        port: PortType,
-    },
-}
-
-/// Every target of every output edge of one instance: `targets[edge][target]`.
-pub(crate) struct Outlets {
-    pub targets: Vec<Vec<Option<Target>>>,
-}
-
-impl Outlets {
-    /// Delivers messages in order, waiting for credit; serializes batches for remote
-    /// targets here, on the operator's thread.
-    async fn send_all(self: Arc<Self>, out: Vec<Outgoing>) -> Result<(), String> {
-        for o in out {
-            let Some(Some(target)) = self.targets.get(o.edge).and_then(|t| t.get(o.target)) else {
-                return Err(format!("no route for edge {} target {}", o.edge, o.target));
-            };
-            match target {
-                Target::Local(s) => s
-                    .send(o.msg)
-                    .await
-                    .map_err(|_| "a downstream instance on this worker stopped".to_string())?,
-                Target::Remote { tx, port } => {
-                    let frame = match o.msg {
-                        StreamMsg::Batch(b) => DataFrame::Batch {
-                            records: u32::try_from(b.len()).unwrap_or(u32::MAX),
-                            bytes: port.encode(&b).map_err(|e| e.to_string())?,
-                        },
-                        StreamMsg::Watermark(w) => DataFrame::Watermark(w),
-                        StreamMsg::Idle => DataFrame::Idle,
-                        StreamMsg::End => DataFrame::End,
-                    };
-                    tx.send(frame)
-                        .await
-                        .map_err(|_| "an outgoing edge to another worker closed".to_string())?;
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// What instances tell their job.
@@ -190,6 +142,10 @@ impl Handler<DrainStep> for OperatorActor {
 impl StreamHandler<Delivery> for OperatorActor {
     fn handle(&mut self, d: Delivery, ctx: &mut Context<Self>) {
         let Delivery { chan, msg, permit } = d;
+        let msg = match msg.into_message() {
+            Ok(m) => m,
+            Err(reason) => return self.fail(reason, ctx),
+        };
         let out = self.inst.handle(chan, msg, now_ms());
         drop(permit);
         self.forward(out, ctx);

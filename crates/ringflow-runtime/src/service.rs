@@ -12,15 +12,16 @@ use std::sync::mpsc::{TryRecvError, TrySendError};
 
 use ringflow_proto::{
     ClientPort, EdgeOpen, Hello, JobControl, JobPrepare, JobReport, PeerRole, StreamOpen,
+    STREAM_SERVICE,
 };
 use ringflow_stream::ops::client::{ClientPorts, PortFrame};
 use ringflow_stream::wire::DataFrame;
-use ringflow_stream::{Message, Registry};
+use ringflow_stream::Registry;
 use tokio::sync::mpsc;
 
-use super::job::{JobEvent, LocalJob};
-use crate::service::{LocalFuture, ServiceContext, ServiceFactory, WorkerService};
-use crate::ClusterError;
+use crate::edge;
+use crate::job::{JobEvent, LocalJob};
+use ringflow_cluster::{ClusterError, LocalFuture, ServiceContext, ServiceFactory, WorkerService};
 
 /// How long a finished job's client outboxes wait to be read.
 const OUTBOX_GRACE: Duration = Duration::from_secs(300);
@@ -56,7 +57,7 @@ pub struct StreamService {
 
 impl WorkerService for StreamService {
     fn name(&self) -> &str {
-        super::SERVICE
+        STREAM_SERVICE
     }
 
     fn serve(
@@ -310,13 +311,13 @@ impl StreamService {
         }
     }
 
-    /// Feeds one incoming data edge into the local instance's input channel; stops
-    /// reading (so QUIC flow control stalls the sender) while that channel has no credit.
+    /// Finds the local input of one incoming data edge and feeds it (see
+    /// [`edge::read`]).
     async fn edge(
         &self,
         open: EdgeOpen,
-        mut send: FramedSend,
-        mut recv: FramedRecv,
+        send: FramedSend,
+        recv: FramedRecv,
     ) -> Result<(), ClusterError> {
         let job = self.jobs.borrow().get(&open.job).cloned();
         let Some(job) = job else {
@@ -338,52 +339,7 @@ impl StreamService {
             job.worker_name(open.sender)
         );
         drop(job);
-        let mut credit_closed = false;
-        loop {
-            let frame = match recv.recv::<DataFrame>().await {
-                Ok(Some(f)) => f,
-                Ok(None) => {
-                    let _ = events.send(JobEvent::Failed(format!("{from}: closed before its end")));
-                    return Ok(());
-                }
-                Err(e) => {
-                    let _ = events.send(JobEvent::Failed(format!("{from}: {e}")));
-                    return Ok(());
-                }
-            };
-            let mut grant = 0;
-            let (msg, end) = match frame {
-                DataFrame::Batch { bytes, records } => match port.decode(&bytes) {
-                    Ok(b) => {
-                        grant = records.max(1);
-                        (Message::Batch(b), false)
-                    }
-                    Err(e) => {
-                        let _ = events.send(JobEvent::Failed(format!("{from}: {e}")));
-                        return Ok(());
-                    }
-                },
-                DataFrame::Watermark(w) => (Message::Watermark(w), false),
-                DataFrame::Idle => (Message::Idle, false),
-                DataFrame::End => (Message::End, true),
-                DataFrame::Credit(_) => {
-                    let _ = events.send(JobEvent::Failed(format!(
-                        "{from}: credit frame from a sender"
-                    )));
-                    return Ok(());
-                }
-            };
-            if input.send(msg).await.is_err() {
-                return Ok(());
-            }
-            // The sender stops reading credits once it has sent its end (and may have
-            // dropped its half already): a failed grant is not an error.
-            if grant > 0 && !credit_closed && send.send(&DataFrame::Credit(grant)).await.is_err() {
-                credit_closed = true;
-            }
-            if end {
-                return Ok(());
-            }
-        }
+        edge::read(input, port, from, events, send, recv).await;
+        Ok(())
     }
 }
