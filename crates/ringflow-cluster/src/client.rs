@@ -9,7 +9,7 @@ use ringflow_proto::{
 };
 use ringflow_stream::wire::DataFrame;
 
-use crate::runtime::open_stream;
+use crate::net::open_stream;
 use crate::worker::session_resolve;
 use crate::ClusterError;
 
@@ -173,7 +173,7 @@ impl ClusterClient {
         &self,
         service: &str,
     ) -> Result<(FramedSend, FramedRecv), ClusterError> {
-        crate::runtime::open_service_stream(
+        crate::net::open_service_stream(
             &self.connection().await?,
             PeerRole::Client,
             None,
@@ -263,7 +263,7 @@ impl ClusterClient {
         addr: std::net::SocketAddr,
     ) -> Result<(FramedSend, FramedRecv), ClusterError> {
         let conn = self.endpoint.connect(addr).await?;
-        crate::runtime::open_service_stream(
+        crate::net::open_service_stream(
             &conn,
             PeerRole::Client,
             None,

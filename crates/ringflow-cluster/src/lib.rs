@@ -6,6 +6,10 @@
 //! actors; the QUIC endpoint runs on its own Arbiter so the control plane never waits
 //! behind other work.
 //!
+//! Workers host data-plane services ([`WorkerService`]): the DHT (`ringflow-dht`) and the
+//! stream runtime (`ringflow-runtime`) plug in here; the coordinator also runs the job
+//! manager that deploys stream jobs to them, and [`ClusterClient`] is the client side.
+//!
 //! With `metrics_listen` set, a node also serves Prometheus metrics over HTTP
 //! ([`metrics`]).
 
@@ -14,8 +18,8 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod metrics;
+mod net;
 mod persist;
-mod runtime;
 pub mod service;
 pub mod worker;
 
@@ -23,6 +27,6 @@ pub use client::ClusterClient;
 pub use config::{CoordinatorConfig, DhtSettings, Problem, TlsConfig, WorkerConfig};
 pub use coordinator::{CoordinatorCore, CoordinatorHandle};
 pub use error::ClusterError;
-pub use runtime::open_service_stream;
+pub use net::open_service_stream;
 pub use service::{LocalFuture, ServiceContext, ServiceFactory, WorkerService};
 pub use worker::{WorkerCore, WorkerHandle};

@@ -73,6 +73,27 @@ impl ClusterView {
     pub fn epoch(&self) -> u64 {
         self.assignment.epoch()
     }
+
+    /// The live member `id`, if it is in this view.
+    pub fn peer(&self, id: &WorkerId) -> Option<&PeerInfo> {
+        self.peers.iter().find(|p| &p.id == id)
+    }
+
+    /// Whether `id` is a live member in this view.
+    pub fn has_peer(&self, id: &WorkerId) -> bool {
+        self.peer(id).is_some()
+    }
+
+    /// The QUIC address of the live member `id`, as announced.
+    pub fn addr_of(&self, id: &WorkerId) -> Option<&str> {
+        self.peer(id).map(|p| p.addr.as_str())
+    }
+
+    /// The QUIC address of the live member `id`, parsed; `None` if it is not in this
+    /// view or announced an address that does not parse.
+    pub fn socket_addr_of(&self, id: &WorkerId) -> Option<std::net::SocketAddr> {
+        self.addr_of(id).and_then(|a| a.parse().ok())
+    }
 }
 
 /// The coordinator's answer to a successful join.
@@ -289,6 +310,44 @@ mod tests {
         dec.push(&frame);
         assert_eq!(dec.decode_next::<ControlMsg>().unwrap(), Some(msg));
         dec.finish().unwrap();
+    }
+
+    #[test]
+    fn a_view_answers_where_its_members_are() {
+        let cfg = RingConfig::new(8, 1).unwrap();
+        let workers = [WorkerSpec {
+            id: WorkerId("w1".into()),
+            capacity: 1,
+        }];
+        let view = ClusterView {
+            assignment: plan(None, &workers, cfg).expect("plan"),
+            peers: vec![
+                PeerInfo {
+                    id: WorkerId("w1".into()),
+                    addr: "127.0.0.1:7401".into(),
+                    services: Default::default(),
+                },
+                PeerInfo {
+                    id: WorkerId("w2".into()),
+                    addr: "not an address".into(),
+                    services: Default::default(),
+                },
+            ],
+        };
+        let (w1, w2, w3) = (
+            WorkerId("w1".into()),
+            WorkerId("w2".into()),
+            WorkerId("w3".into()),
+        );
+        assert!(view.has_peer(&w1) && view.has_peer(&w2) && !view.has_peer(&w3));
+        assert_eq!(view.addr_of(&w1), Some("127.0.0.1:7401"));
+        assert_eq!(
+            view.socket_addr_of(&w1),
+            Some("127.0.0.1:7401".parse().unwrap())
+        );
+        assert_eq!(view.addr_of(&w2), Some("not an address"));
+        assert_eq!(view.socket_addr_of(&w2), None);
+        assert_eq!(view.addr_of(&w3), None);
     }
 
     #[test]

@@ -21,12 +21,12 @@ mod cmd;
 pub mod dht_sink;
 pub mod notify;
 pub mod profile;
-pub mod sorter;
+pub mod sort;
 
 pub use app::WorkerBuilder;
 /// The stream model: operator and source traits, specs, built-ins (`ringflow-stream`).
 pub use ringflow_stream as stream;
-pub use sorter::Sorter;
+pub use sort::Sorter;
 
 use std::sync::Arc;
 
@@ -54,6 +54,9 @@ pub enum Error {
     /// The cluster refused or failed.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// A distributed sort failed.
+    #[error(transparent)]
+    Sort(#[from] sort::SortError),
 }
 
 /// A handle on a cluster: where its coordinator is and how to authenticate.

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use super::core::CoordinatorCore;
 use crate::metrics::CoordinatorGauges;
+use crate::net::millis_since;
 use crate::persist::StateFile;
-use crate::runtime::millis_since;
 use crate::ClusterError;
 
 /// The coordinator actor. Runs on the System arbiter; sessions talk to it by message.

@@ -21,7 +21,7 @@ use ringflow_ring::{PartitionId, WorkerId};
 use ringflow_stream::JobSpec;
 use tokio::sync::{mpsc, watch};
 
-use crate::runtime::open_service_stream;
+use crate::net::open_service_stream;
 use ringflow_proto::STREAM_SERVICE;
 
 /// Longest wait for a worker to prepare its part of a job.
@@ -131,10 +131,7 @@ impl JobManager {
                 .workers
                 .iter()
                 .enumerate()
-                .find(|(i, w)| {
-                    !r.finished.get(*i).copied().unwrap_or(false)
-                        && !view.peers.iter().any(|p| &p.id == *w)
-                })
+                .find(|(i, w)| !r.finished.get(*i).copied().unwrap_or(false) && !view.has_peer(w))
                 .map(|(_, w)| w.clone());
             if let Some(w) = lost {
                 tracing::warn!(job = %r.info.id, worker = %w, "job lost a worker");

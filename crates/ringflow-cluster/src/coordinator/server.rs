@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use super::actor::{Beat, CoordinatorActor, Flush, GetStatus, Join, Leave};
 use super::core::{CoordinatorCore, PersistedState, Timing};
 use super::jobs::JobManager;
+use crate::net::{accept_loop, error_msg, on_arbiter, spawn_reader, StreamHandler};
 use crate::persist::StateFile;
-use crate::runtime::{accept_loop, error_msg, on_arbiter, spawn_reader, StreamHandler};
 use crate::{ClusterError, CoordinatorConfig};
 
 /// File in the data directory holding membership and assignment.

@@ -16,9 +16,7 @@ use tokio::sync::watch;
 
 use super::actor::{ApplyView, CurrentEpoch, GetInfo, SetConnected, WorkerActor};
 use super::core::{ViewChange, WorkerCore};
-use crate::runtime::{
-    accept_loop, error_msg, on_arbiter, open_stream, spawn_reader, StreamHandler,
-};
+use crate::net::{accept_loop, error_msg, on_arbiter, open_stream, spawn_reader, StreamHandler};
 use crate::service::{ServiceContext, ServiceFactory, WorkerService};
 use crate::{ClusterError, WorkerConfig};
 
@@ -157,10 +155,7 @@ impl WorkerHandle {
         let mut views = self.views.clone();
         let id = &self.id;
         let _ = views
-            .wait_for(|v| {
-                v.as_ref()
-                    .is_some_and(|v| v.peers.iter().any(|p| &p.id == id))
-            })
+            .wait_for(|v| v.as_ref().is_some_and(|v| v.has_peer(id)))
             .await;
     }
 

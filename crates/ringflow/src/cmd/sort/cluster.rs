@@ -10,23 +10,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ringflow_dht::DhtClient;
-use ringflow_proto::{JobInfo, JobState, VertexStatus};
+use ringflow_proto::{JobInfo, VertexStatus};
 use ringflow_stream::ops::sort as sortops;
-use ringflow_stream::ops::sort::KeyData;
-use ringflow_stream::{EdgeKind, JobSpec, VertexSpec};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{human_bytes, InputInfo, Manifest, PartInfo, RunInfo, SideInfo, MANIFEST};
 use crate::cli::SortArgs;
 use crate::cmd::status::{connect, resolve_client};
 use crate::profile::Profile;
-use crate::{ClusterClient, ClusterError, TlsIdentity};
-
-/// Name of the source vertex reading input `i`.
-fn read_vertex(i: usize) -> String {
-    format!("read-{i}")
-}
+use crate::sort::{
+    ClientFiles, SampleVia, SortError, SortInput, SortObserver, SortOutput, SortPlan,
+};
+use crate::{Cluster, ClusterClient, TlsIdentity};
 
 /// What the command line asked for, checked and resolved.
 struct Plan {
@@ -106,6 +101,100 @@ enum Stop {
 impl<E: Into<anyhow::Error>> From<E> for Stop {
     fn from(e: E) -> Self {
         Stop::Error(e.into())
+    }
+}
+
+impl Stop {
+    /// A failed sort, as the command reports it.
+    fn from_sort(e: SortError) -> Stop {
+        match e {
+            SortError::Refused(msg) => Stop::Refused(msg),
+            SortError::Failed(msg) => Stop::Failed(msg),
+            e => Stop::Error(e.into()),
+        }
+    }
+}
+
+impl Plan {
+    /// The driver's plan: workers read the inputs, or this client streams them.
+    fn sort_plan(&self, a: &SortArgs) -> Result<SortPlan, Stop> {
+        let input = if self.from_client {
+            let format = sortops::Format::parse(&self.format, self.key_field, &self.delimiter)
+                .map_err(|e| Stop::Error(anyhow::anyhow!("{e}")))?;
+            SortInput::Client(Box::new(
+                ClientFiles::list(&self.inputs, format).map_err(Stop::from_sort)?,
+            ))
+        } else {
+            SortInput::Workers {
+                paths: self.inputs.clone(),
+                local: self.local,
+            }
+        };
+        Ok(SortPlan {
+            format: self.format.clone(),
+            key_field: self.key_field,
+            delimiter: self.delimiter.clone(),
+            input,
+            output: SortOutput::Files(self.output.clone()),
+            memory: self.memory,
+            samples: self.samples,
+            sample_via: if a.sample_via == "files" {
+                SampleVia::Files
+            } else {
+                SampleVia::Dht
+            },
+        })
+    }
+}
+
+/// Notes on stderr (unless `--json`), a spinner while sampling, bars while sorting, and
+/// the jobs to cancel on Ctrl-C.
+struct Observer {
+    quiet: bool,
+    show_progress: bool,
+    spinner: Option<ProgressBar>,
+    progress: Progress,
+}
+
+impl SortObserver for Observer {
+    fn note(&mut self, msg: String) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    fn warn(&mut self, msg: String) {
+        eprintln!("warning: {msg}");
+    }
+
+    fn job_submitted(&mut self, id: &str) {
+        set_running(Some(id));
+    }
+
+    fn job_ended(&mut self) {
+        set_running(None);
+    }
+
+    fn sampling(&mut self, info: Option<&JobInfo>) {
+        match info {
+            None => self.spinner = progress_spinner(self.show_progress, "sampling"),
+            Some(i) => {
+                if let Some(s) = &self.spinner {
+                    let v = vertex_sum(i, "read");
+                    s.set_message(format!("{} records read", counter(&v, "records")));
+                }
+            }
+        }
+    }
+
+    fn sampled(&mut self) {
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+    }
+
+    fn sorting(&mut self, info: &JobInfo) {
+        self.progress.update(info);
     }
 }
 
@@ -220,331 +309,6 @@ fn remove_old_output(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `source.sortfile` config of input `path`.
-fn source_config(plan: &Plan, path: &Path) -> Value {
-    let mut cfg = json!({
-        "path": path.display().to_string(),
-        "format": plan.format,
-        "split": !plan.local,
-    });
-    if plan.format == "lines" {
-        cfg["delimiter"] = json!(plan.delimiter);
-        if let Some(k) = plan.key_field {
-            cfg["key_field"] = json!(k);
-        }
-    }
-    cfg
-}
-
-fn with_sources(mut spec: JobSpec, plan: &Plan) -> JobSpec {
-    for (i, p) in plan.inputs.iter().enumerate() {
-        spec = spec.vertex(
-            VertexSpec::new(read_vertex(i), "source.sortfile").config(source_config(plan, p)),
-        );
-    }
-    spec
-}
-
-fn with_inputs(mut v: VertexSpec, plan: &Plan) -> VertexSpec {
-    for i in 0..plan.inputs.len() {
-        v = v.input(read_vertex(i), EdgeKind::Forward);
-    }
-    v
-}
-
-/// `source.sortfile → sample → sink.dht`, samples under `sort:<run>:sample:<instance>`.
-fn sample_spec(plan: &Plan, run: &str, channel: &SampleChannel) -> JobSpec {
-    let spec = with_sources(JobSpec::new(format!("sort-sample-{run}")), plan);
-    let store = match channel {
-        SampleChannel::Dht => VertexSpec::new("store", "sink.dht")
-            .config(json!({ "key_prefix": format!("sort:{run}:") })),
-        SampleChannel::Files(dir) => VertexSpec::new("store", "sink.file")
-            .config(json!({ "path": dir.display().to_string() })),
-    };
-    spec.vertex(with_inputs(
-        VertexSpec::new("sample", "sample").config(json!({
-            "max": plan.samples,
-            "key_prefix": "sample:",
-            "seed": 1,
-        })),
-        plan,
-    ))
-    .vertex(store.input("sample", EdgeKind::Forward))
-}
-
-/// Where the sample job leaves its samples for the client.
-enum SampleChannel {
-    /// In the DHT, under `sort:<run>:sample:<instance>` (the normal way).
-    Dht,
-    /// As `sink.file` parts in this directory (which the client must see too): the
-    /// fallback when the workers' `sink.dht` fails.
-    Files(PathBuf),
-}
-
-impl SampleChannel {
-    fn name(&self) -> &'static str {
-        match self {
-            SampleChannel::Dht => "dht",
-            SampleChannel::Files(_) => "files",
-        }
-    }
-}
-
-/// `source.sortfile → range_partition →direct→ sort → sink.sortfile`.
-fn sort_spec(plan: &Plan, run: &str, splitters: &[KeyData]) -> JobSpec {
-    let splitters: Vec<Value> = splitters
-        .iter()
-        .map(|(k, d)| json!({ "key": sortops::hex(k), "data": sortops::hex(d) }))
-        .collect();
-    let spec = with_sources(JobSpec::new(format!("sort-{run}")), plan);
-    spec.vertex(with_inputs(
-        VertexSpec::new("partition", "range_partition").config(json!({ "splitters": splitters })),
-        plan,
-    ))
-    .vertex(
-        VertexSpec::new("sort", "sort")
-            .config(json!({ "memory_bytes": plan.memory }))
-            .input("partition", EdgeKind::Direct),
-    )
-    .vertex(
-        VertexSpec::new("write", "sink.sortfile")
-            .config(json!({
-                "path": plan.output.display().to_string(),
-                "format": plan.format,
-            }))
-            .input("sort", EdgeKind::Forward),
-    )
-}
-
-/// `source.client.records → range_partition →direct→ sort → sink.sortfile`: the client
-/// streams the records to the `read-0` instances.
-fn client_sort_spec(plan: &Plan, run: &str, splitters: &[KeyData]) -> JobSpec {
-    let local = Plan {
-        inputs: vec![PathBuf::from("client")],
-        ..plan_copy(plan)
-    };
-    let spec = sort_spec(&local, run, splitters);
-    JobSpec {
-        vertices: spec
-            .vertices
-            .into_iter()
-            .map(|mut v| {
-                if v.name == read_vertex(0) {
-                    v = VertexSpec::new(read_vertex(0), "source.client.records");
-                }
-                v
-            })
-            .collect(),
-        ..spec
-    }
-}
-
-fn plan_copy(p: &Plan) -> Plan {
-    Plan {
-        format: p.format.clone(),
-        key_field: p.key_field,
-        delimiter: p.delimiter.clone(),
-        inputs: p.inputs.clone(),
-        output: p.output.clone(),
-        memory: p.memory,
-        local: p.local,
-        samples: p.samples,
-        input_bytes: p.input_bytes,
-        from_client: p.from_client,
-    }
-}
-
-/// The files of the inputs, in order (directories: their regular files by name).
-fn client_files(plan: &Plan) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for p in &plan.inputs {
-        if p.is_dir() {
-            let mut names: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("listing {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.is_file()
-                        && !f
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with('.') || n.ends_with(".tmp"))
-                })
-                .collect();
-            names.sort();
-            files.extend(names);
-        } else {
-            files.push(p.clone());
-        }
-    }
-    Ok(files)
-}
-
-fn client_format(plan: &Plan) -> anyhow::Result<sortops::Format> {
-    sortops::Format::parse(&plan.format, plan.key_field, &plan.delimiter)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-/// First pass over the inputs on the client: count, checksum and an evenly spread sample.
-fn client_sample(
-    plan: &Plan,
-    files: &[PathBuf],
-    max: usize,
-) -> anyhow::Result<(SideInfo, Vec<KeyData>)> {
-    let format = client_format(plan)?;
-    let mut info = SideInfo {
-        records: 0,
-        bytes: 0,
-        checksum: 0,
-    };
-    // Reservoir sampling with a fixed seed (splitmix64).
-    let mut state = 0x5EED_u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let mut sample: Vec<KeyData> = Vec::new();
-    for f in files {
-        let file = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
-        for rec in sortops::RecordReader::new(file, format) {
-            let rec = rec.with_context(|| format!("reading {}", f.display()))?;
-            info.records += 1;
-            info.bytes += rec.data.len() as u64;
-            info.checksum = info
-                .checksum
-                .wrapping_add(u64::from(sortops::record_checksum(&rec.data)));
-            if sample.len() < max {
-                sample.push((rec.key().to_vec(), rec.data.clone()));
-            } else {
-                let j = next() % info.records;
-                if (j as usize) < max {
-                    sample[j as usize] = (rec.key().to_vec(), rec.data.clone());
-                }
-            }
-        }
-    }
-    Ok((info, sample))
-}
-
-/// Second pass: streams every record to the job's `read-0` instances, batch by batch,
-/// round robin.
-async fn client_push(
-    plan: &Plan,
-    files: &[PathBuf],
-    client: &ClusterClient,
-    job: &JobInfo,
-) -> Result<(), Stop> {
-    use ringflow_stream::{AnyBatch, Item, PortType};
-    let view = client.view().await.map_err(|e| Stop::Error(e.into()))?;
-    let mut ports = Vec::new();
-    for (i, w) in job.workers.iter().enumerate() {
-        let addr = view
-            .peers
-            .iter()
-            .find(|p| &p.id == w)
-            .and_then(|p| p.addr.parse().ok())
-            .ok_or_else(|| Stop::Failed(format!("no address for worker {w}")))?;
-        let port = ringflow_proto::ClientPort {
-            job: job.id.clone(),
-            vertex: read_vertex(0),
-            instance: i as u32,
-        };
-        ports.push(
-            client
-                .push_port(addr, port)
-                .await
-                .map_err(|e| Stop::Error(e.into()))?,
-        );
-    }
-    if ports.is_empty() {
-        return Err(Stop::Failed("the job has no workers".into()));
-    }
-    let format = client_format(plan)?;
-    let codec = PortType::of::<sortops::SortRecord>();
-    let mut batch: Vec<Item<sortops::SortRecord>> = Vec::with_capacity(2048);
-    let mut target = 0;
-    for f in files {
-        let file = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
-        let mut records = sortops::RecordReader::new(file, format);
-        loop {
-            let rec = records
-                .next_record()
-                .with_context(|| format!("reading {}", f.display()))?;
-            let done = rec.is_none();
-            if let Some(rec) = rec {
-                batch.push(Item {
-                    key: None,
-                    value: rec,
-                });
-            }
-            if batch.len() >= 2048 || (done && !batch.is_empty()) {
-                let n = batch.len() as u32;
-                let bytes = codec
-                    .encode(&AnyBatch::new(std::mem::take(&mut batch)))
-                    .map_err(|e| Stop::Failed(e.to_string()))?;
-                ports[target]
-                    .push(bytes, n)
-                    .await
-                    .map_err(|e| Stop::Error(e.into()))?;
-                target = (target + 1) % ports.len();
-            }
-            if done {
-                break;
-            }
-        }
-    }
-    for p in ports {
-        p.finish().await.map_err(|e| Stop::Error(e.into()))?;
-    }
-    Ok(())
-}
-
-async fn submit(client: &ClusterClient, spec: &JobSpec) -> Result<JobInfo, Stop> {
-    match client.submit_job(spec.to_json()).await {
-        Ok(i) => {
-            set_running(Some(&i.id));
-            Ok(i)
-        }
-        Err(ClusterError::Refused(msg)) => Err(Stop::Refused(msg)),
-        Err(e) => Err(Stop::Error(
-            anyhow::Error::new(e).context("submitting a job"),
-        )),
-    }
-}
-
-/// Polls a job until it ends, calling `tick` with every status.
-async fn wait(
-    client: &ClusterClient,
-    id: &str,
-    mut tick: impl FnMut(&JobInfo),
-) -> Result<JobInfo, Stop> {
-    loop {
-        let info = client
-            .job(id)
-            .await
-            .context("asking for the job's status")?;
-        tick(&info);
-        if info.state.is_terminal() {
-            set_running(None);
-            if info.state != JobState::Finished {
-                return Err(Stop::Failed(format!(
-                    "job {} ({}) {}: {}",
-                    info.id,
-                    info.name,
-                    info.state.as_str(),
-                    info.reason
-                        .clone()
-                        .unwrap_or_else(|| "no reason given".into())
-                )));
-            }
-            return Ok(info);
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 /// Counters of the vertices named `name` or `name-<n>`, summed.
 fn vertex_sum(info: &JobInfo, prefix: &str) -> VertexStatus {
     let mut sum = VertexStatus::default();
@@ -564,14 +328,6 @@ fn counter(v: &VertexStatus, name: &str) -> u64 {
     v.counters.get(name).copied().unwrap_or(0)
 }
 
-fn unique_run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    format!("{now:x}{:04x}", std::process::id() & 0xffff)
-}
-
 async fn sort(
     a: &SortArgs,
     plan: &Plan,
@@ -580,155 +336,28 @@ async fn sort(
     show_progress: bool,
     started: Instant,
 ) -> Result<ExitCode, Stop> {
-    let run = unique_run_id();
-    let quiet = a.json;
-    let note = |msg: String| {
-        if !quiet {
-            eprintln!("{msg}");
-        }
-    };
-
-    // 1. Sample: on the client when it streams the inputs, else with a sample job.
-    let client_files_list = if plan.from_client {
-        client_files(plan)?
-    } else {
-        Vec::new()
-    };
-    let (sample_job_id, workers, samples, seen, samples_via, client_input) = if plan.from_client {
-        let view = client.view().await.map_err(|e| Stop::Error(e.into()))?;
-        let mut ids: Vec<String> = view.peers.iter().map(|p| p.id.0.clone()).collect();
-        ids.sort();
-        let max = plan.samples.saturating_mul(ids.len().max(1));
-        note(format!(
-            "sampling {} input file(s) here (streaming them to {} workers)",
-            client_files_list.len(),
-            ids.len()
-        ));
-        let (info, samples) = client_sample(plan, &client_files_list, max)?;
-        let seen = info.records;
-        (
-            "(client)".to_string(),
-            ids,
-            samples,
-            seen,
-            "client".to_string(),
-            Some(info),
-        )
-    } else {
-        // 1. Sample, through the DHT. When the workers' `sink.dht` fails (see
-        // `SampleChannel::Files`), sample again into files under the output directory,
-        // which the client sees whenever the workers share a filesystem with it.
-        let files = || SampleChannel::Files(plan.output.join(format!(".samples-{run}")));
-        let mut channel = if a.sample_via == "files" {
-            files()
-        } else {
-            SampleChannel::Dht
-        };
-        let (sample_job, sample_info) = loop {
-            let sample_job = submit(client, &sample_spec(plan, &run, &channel)).await?;
-            note(format!(
-                "sampling {} input(s) on {} workers (job {})",
-                plan.inputs.len(),
-                sample_job.workers.len(),
-                sample_job.id
-            ));
-            let spinner = progress_spinner(show_progress, "sampling");
-            let r = wait(client, &sample_job.id, |i| {
-                if let Some(s) = &spinner {
-                    let v = vertex_sum(i, "read");
-                    s.set_message(format!("{} records read", counter(&v, "records")));
-                }
-            })
-            .await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            match (r, &channel) {
-                (Ok(info), _) => break (sample_job, info),
-                (Err(Stop::Failed(msg)), SampleChannel::Dht)
-                    if msg.contains("operator 'store' failed") =>
-                {
-                    channel = files();
-                    if let SampleChannel::Files(dir) = &channel {
-                        eprintln!(
-                            "warning: the sample job could not store its samples in the DHT \
-                             ({msg}); sampling again into {}",
-                            dir.display()
-                        );
-                    }
-                }
-                (Err(e), _) => return Err(e),
-            }
-        };
-        let workers: Vec<String> = sample_info.workers.iter().map(|w| w.0.clone()).collect();
-        let ranges = workers.len();
-        if ranges == 0 {
-            return Err(Stop::Failed("the cluster has no workers".into()));
-        }
-        let (samples, seen): (Vec<KeyData>, u64) = match &channel {
-            SampleChannel::Dht => read_samples(profile, &run, ranges).await?,
-            SampleChannel::Files(dir) => {
-                let r = read_sample_files(dir, ranges);
-                let _ = std::fs::remove_dir_all(dir);
-                r?
-            }
-        };
-        (
-            sample_job.id.clone(),
-            workers,
-            samples,
-            seen,
-            channel.name().to_string(),
-            None,
-        )
-    };
-    let ranges = workers.len();
-    if ranges == 0 {
-        return Err(Stop::Failed("the cluster has no workers".into()));
-    }
-    let sample_count = samples.len() as u64;
-    let splitters = sortops::splitters(samples, ranges);
-    tracing::debug!(
-        samples = sample_count,
-        seen,
-        splitters = splitters.len(),
-        "splitters chosen"
+    let identity = TlsIdentity::from_dir(&profile.certs_dir, &profile.cert_name)?;
+    let cluster = Cluster::new(
+        profile.cluster.clone(),
+        identity,
+        profile.cluster_name.clone(),
     );
-
-    // 2. Sort.
-    std::fs::create_dir_all(&plan.output)
-        .with_context(|| format!("creating {}", plan.output.display()))?;
-    let spec = if plan.from_client {
-        client_sort_spec(plan, &run, &splitters)
-    } else {
-        sort_spec(plan, &run, &splitters)
+    let sort_plan = plan.sort_plan(a)?;
+    let mut observer = Observer {
+        quiet: a.json,
+        show_progress,
+        spinner: None,
+        progress: Progress::new(show_progress, plan),
     };
-    let job = submit(client, &spec).await?;
-    let job_workers: Vec<String> = job.workers.iter().map(|w| w.0.clone()).collect();
-    if job_workers != workers {
-        let _ = client.cancel_job(&job.id).await;
-        set_running(None);
-        return Err(Stop::Failed(format!(
-            "the cluster's workers changed between sampling ({}) and sorting ({}); run the sort again",
-            workers.join(", "),
-            job_workers.join(", ")
-        )));
-    }
-    note(format!(
-        "sorting on {} workers with {} each (job {}), {} splitters from {} samples",
-        ranges,
-        human_bytes(plan.memory),
-        job.id,
-        splitters.len(),
-        sample_count
-    ));
-    if plan.from_client {
-        client_push(plan, &client_files_list, client, &job).await?;
-    }
-    let mut progress = Progress::new(show_progress, plan);
-    let info = wait(client, &job.id, |i| progress.update(i)).await;
-    progress.finish();
-    let info = info?;
+    let r = crate::sort::run(&cluster, client, &sort_plan, &mut observer).await;
+    observer.progress.finish();
+    let done = r.map_err(Stop::from_sort)?;
+    let info = done.job;
+    let workers = done.workers;
+    let sample_job_id = done.sample_job;
+    let sample_count = done.samples;
+    let samples_via = done.samples_via;
+    let client_input = done.client_input;
 
     // 3. Check, manifest, single file.
     let read = vertex_sum(&info, "read");
@@ -791,15 +420,15 @@ async fn sort(
             local: plan.local,
         },
         run: RunInfo {
-            job: job.id.clone(),
-            sample_job: sample_job_id.clone(),
+            job: info.id.clone(),
+            sample_job: sample_job_id,
             workers: workers.clone(),
             memory_bytes: plan.memory,
             spilled_runs: counter(&sorted, "spilled_runs"),
             spilled_bytes: counter(&sorted, "spilled_bytes"),
             merge_passes: counter(&sorted, "merge_passes"),
             samples: sample_count,
-            samples_via: samples_via.clone(),
+            samples_via,
             seconds: started.elapsed().as_secs_f64(),
         },
     };
@@ -844,128 +473,6 @@ async fn sort(
             problems.join("; ")
         )))
     }
-}
-
-/// Reads the samples back from the DHT: (all samples, weighted to equal shares; records
-/// seen by the sample instances). Deletes them afterwards.
-async fn read_samples(
-    profile: &Profile,
-    run: &str,
-    instances: usize,
-) -> Result<(Vec<KeyData>, u64), Stop> {
-    let identity = TlsIdentity::from_dir(&profile.certs_dir, &profile.cert_name)?;
-    let dht = DhtClient::connect(&profile.cluster, &identity, &profile.cluster_name)
-        .await
-        .context("connecting to the DHT")?;
-    let keys: Vec<String> = (0..instances)
-        .map(|i| format!("sort:{run}:sample:{i}"))
-        .collect();
-    let values = dht
-        .get_many(keys.clone())
-        .await
-        .context("reading the samples");
-    let values = match values {
-        Ok(v) => v,
-        Err(e) => {
-            dht.close().await;
-            return Err(e.into());
-        }
-    };
-    let mut per_instance = Vec::new();
-    for (key, v) in keys.iter().zip(values) {
-        let Some(v) = v else {
-            dht.close().await;
-            return Err(Stop::Failed(format!("no samples under {key} in the DHT")));
-        };
-        let parsed = parse_samples(&v).with_context(|| format!("the samples under {key}"));
-        match parsed {
-            Ok(p) => per_instance.push(p),
-            Err(e) => {
-                dht.close().await;
-                return Err(e.into());
-            }
-        }
-    }
-    if let Err(e) = dht.delete_many(keys).await {
-        tracing::warn!(error = %e, "could not delete the samples from the DHT");
-    }
-    dht.close().await;
-    let seen = per_instance.iter().map(|(s, _)| *s).sum();
-    Ok((weigh_samples(per_instance), seen))
-}
-
-/// Reads the samples from the `sink.file` parts in `dir` (one line per instance).
-fn read_sample_files(dir: &Path, instances: usize) -> Result<(Vec<KeyData>, u64), Stop> {
-    let mut per_instance = Vec::new();
-    for i in 0..instances {
-        let path = dir.join(format!("part-{i:05}.jsonl"));
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Stop::Failed(format!(
-                "cannot read the samples in {}: {e} (the output directory must be on a \
-                 filesystem the workers share with this client)",
-                path.display()
-            ))
-        })?;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let v: Value = serde_json::from_str(line)
-                .with_context(|| format!("the samples in {}", path.display()))?;
-            let inner = v.get("value").unwrap_or(&v);
-            let parsed = parse_samples(inner.to_string().as_bytes())
-                .with_context(|| format!("the samples in {}", path.display()))?;
-            per_instance.push(parsed);
-        }
-    }
-    if per_instance.len() != instances {
-        return Err(Stop::Failed(format!(
-            "expected samples from {instances} instances in {}, found {}",
-            dir.display(),
-            per_instance.len()
-        )));
-    }
-    let seen = per_instance.iter().map(|(s, _)| *s).sum();
-    Ok((weigh_samples(per_instance), seen))
-}
-
-/// `{"instance", "seen", "samples": [{"key": hex, "data": hex}]}` → (seen, samples).
-fn parse_samples(bytes: &[u8]) -> anyhow::Result<(u64, Vec<KeyData>)> {
-    let v: Value = serde_json::from_slice(bytes)?;
-    let seen = v["seen"].as_u64().context("no 'seen' count")?;
-    let out = sortops::samples_from_value(&v).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((seen, out))
-}
-
-/// Makes every kept sample stand for the same number of input records: the instance
-/// that saw the most records per sample keeps all its samples, the others keep an
-/// evenly spaced proportional share (their samples come sorted, so every k-th one).
-fn weigh_samples(per_instance: Vec<(u64, Vec<KeyData>)>) -> Vec<KeyData> {
-    let rate = |seen: u64, n: usize| seen as f64 / n.max(1) as f64;
-    let max_rate = per_instance
-        .iter()
-        .filter(|(_, s)| !s.is_empty())
-        .map(|(seen, s)| rate(*seen, s.len()))
-        .fold(0.0f64, f64::max);
-    let mut all = Vec::new();
-    for (seen, s) in per_instance {
-        let n = s.len();
-        if n == 0 {
-            continue;
-        }
-        let keep = ((n as f64) * rate(seen, n) / max_rate).round() as usize;
-        let keep = keep.clamp(1, n);
-        if keep == n {
-            all.extend(s);
-            continue;
-        }
-        // Positions (i + 0.5) * n / keep: evenly spaced through the sorted samples.
-        let mut s: Vec<Option<KeyData>> = s.into_iter().map(Some).collect();
-        for i in 0..keep {
-            let pos = (((2 * i + 1) * n) / (2 * keep)).min(n - 1);
-            if let Some(x) = s[pos].take() {
-                all.push(x);
-            }
-        }
-    }
-    all
 }
 
 /// (records, bytes) of a part file.
@@ -1265,77 +772,6 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringflow_stream::{plan as plan_job, InitContext, Registry};
-
-    fn test_plan(format: &str, key_field: Option<usize>, inputs: usize) -> Plan {
-        Plan {
-            format: format.into(),
-            key_field,
-            delimiter: "\t".into(),
-            inputs: (0..inputs)
-                .map(|i| PathBuf::from(format!("/data/in-{i}")))
-                .collect(),
-            output: PathBuf::from("/data/out"),
-            memory: 64 << 20,
-            local: false,
-            samples: 1000,
-            input_bytes: None,
-            from_client: false,
-        }
-    }
-
-    /// The specs the command submits pass the real operators' config checks.
-    #[test]
-    fn generated_specs_plan_with_the_builtin_operators() {
-        let mut registry = Registry::with_builtins();
-        registry.provide(ringflow_stream::ops::client::ClientPorts::default());
-        let mut init = InitContext::for_test("check");
-        init.validate_only = true;
-        for (format, key_field, inputs) in [("gensort", None, 1), ("lines", Some(2), 3)] {
-            let p = test_plan(format, key_field, inputs);
-            let splitters = vec![(b"k".to_vec(), b"kdata".to_vec()); 2];
-            let sort = sort_spec(&p, "run1", &splitters);
-            plan_job(&sort, &registry, &init).unwrap_or_else(|e| panic!("{e}: {sort:?}"));
-            let sample = sample_spec(&p, "run1", &SampleChannel::Files("/data/s".into()));
-            plan_job(&sample, &registry, &init).unwrap_or_else(|e| panic!("{e}: {sample:?}"));
-            let v: Value = serde_json::from_str(&sort.to_json()).unwrap();
-            let vertices = v["vertex"].as_array().unwrap();
-            assert_eq!(vertices.len(), inputs + 3);
-            let sorter = vertices.iter().find(|v| v["name"] == "sort").unwrap();
-            assert_eq!(sorter["inputs"][0]["edge"], "direct");
-            assert_eq!(sorter["config"]["memory_bytes"], 64 << 20);
-            // The client-streamed variant reads from one client source vertex.
-            let fc = client_sort_spec(&p, "run1", &splitters);
-            plan_job(&fc, &registry, &init).unwrap_or_else(|e| panic!("{e}: {fc:?}"));
-            let sources: Vec<&str> = fc
-                .vertices
-                .iter()
-                .filter(|v| v.operator.starts_with("source."))
-                .map(|v| v.operator.as_str())
-                .collect();
-            assert_eq!(sources, vec!["source.client.records"]);
-        }
-        // The DHT variant names sink.dht with the run's key prefix.
-        let sample = sample_spec(&test_plan("gensort", None, 1), "r9", &SampleChannel::Dht);
-        let store = sample.vertices.iter().find(|v| v.name == "store").unwrap();
-        assert_eq!(store.operator, "sink.dht");
-        assert_eq!(store.config["key_prefix"], "sort:r9:");
-    }
-
-    #[test]
-    fn samples_are_weighed_to_equal_shares() {
-        let s = |n: usize, tag: u8| -> Vec<KeyData> {
-            (0..n).map(|i| (vec![tag, i as u8], vec![tag])).collect()
-        };
-        // A saw 10x as many records per sample as B: B keeps a tenth, evenly spaced.
-        let all = weigh_samples(vec![(1000, s(10, 1)), (100, s(10, 2)), (0, Vec::new())]);
-        let a: Vec<_> = all.iter().filter(|k| k.0[0] == 1).collect();
-        let b: Vec<_> = all.iter().filter(|k| k.0[0] == 2).collect();
-        assert_eq!((a.len(), b.len()), (10, 1));
-        assert_eq!(b[0].0, vec![2, 5]);
-        // Equal rates keep everything.
-        assert_eq!(weigh_samples(vec![(50, s(5, 1)), (50, s(5, 2))]).len(), 10);
-    }
 
     #[test]
     fn part_counts() {

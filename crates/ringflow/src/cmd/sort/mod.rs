@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::SortArgs;
+pub use crate::sort::{human_bytes, SideInfo};
 
 pub fn run(a: SortArgs) -> anyhow::Result<ExitCode> {
     if let Some(target) = a.verify.clone() {
@@ -67,18 +68,6 @@ pub struct PartInfo {
     pub bytes: Option<u64>,
 }
 
-/// Count, size and checksum of a side (input or output) of a sort.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SideInfo {
-    /// Records.
-    pub records: u64,
-    /// Bytes as the operators counted them.
-    pub bytes: u64,
-    /// Wrapping sum of the records' CRC-32s, 16 hex digits.
-    #[serde(with = "hex_u64")]
-    pub checksum: u64,
-}
-
 /// The input paths and how they were read.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InputInfo {
@@ -122,35 +111,6 @@ impl Manifest {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    }
-}
-
-mod hex_u64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{v:016x}"))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        let s = String::deserialize(d)?;
-        u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(serde::de::Error::custom)
-    }
-}
-
-/// `1536` → `1.5 KiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -1,5 +1,5 @@
-//! Plumbing shared by coordinator and worker: the network Arbiter, the accept loop,
-//! and per-stream handshakes.
+//! The network plumbing shared by coordinator and worker: running work on the network
+//! Arbiter, the accept loop, and per-stream handshakes.
 
 use std::future::Future;
 use std::rc::Rc;
