@@ -15,8 +15,8 @@
 
 use std::net::SocketAddr;
 
+use ringflow_ops::sort::{self as sortops, SortRecord};
 use ringflow_proto::{ClientPort, JobState};
-use ringflow_stream::ops::sort::{self as sortops, SortRecord};
 use ringflow_stream::{AnyBatch, EdgeKind, Item, JobSpec, PortType, VertexSpec};
 use serde_json::json;
 

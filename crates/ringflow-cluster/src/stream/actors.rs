@@ -11,14 +11,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use ringflow_proto::VertexStatus;
-use ringflow_stream::harness::{InstanceMetrics, OperatorInstance, Outgoing, SourceInstance};
+use ringflow_stream::instance::{InstanceMetrics, OperatorInstance, Outgoing, SourceInstance};
 use ringflow_stream::wire::DataFrame;
 use ringflow_stream::{Message as StreamMsg, PortType, SourcePoll};
 use tokio::sync::mpsc;
 
 use super::credit::{CreditSender, Delivery, InputQueue, QueueGauge};
 
-/// Processing time handed to the harness: ms since the Unix epoch.
+/// Processing time handed to the instances: ms since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ringflow_dht::DhtClient;
+use ringflow_ops::sort as sortops;
+use ringflow_ops::sort::KeyData;
 use ringflow_proto::{JobInfo, JobState, VertexStatus};
-use ringflow_stream::ops::sort as sortops;
-use ringflow_stream::ops::sort::KeyData;
 use ringflow_stream::{EdgeKind, JobSpec, VertexSpec};
 use serde_json::{json, Value};
 
@@ -1287,8 +1287,8 @@ mod tests {
     /// The specs the command submits pass the real operators' config checks.
     #[test]
     fn generated_specs_plan_with_the_builtin_operators() {
-        let mut registry = Registry::with_builtins();
-        registry.provide(ringflow_stream::ops::client::ClientPorts::default());
+        let mut registry = ringflow_ops::with_builtins();
+        registry.provide(ringflow_ops::client::ClientPorts::default());
         let mut init = InitContext::for_test("check");
         init.validate_only = true;
         for (format, key_field, inputs) in [("gensort", None, 1), ("lines", Some(2), 3)] {
