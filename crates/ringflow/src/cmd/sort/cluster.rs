@@ -1265,7 +1265,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringflow_stream::{plan as plan_job, InitContext, Registry};
+    use ringflow_stream::{plan as plan_job, InitContext};
 
     fn test_plan(format: &str, key_field: Option<usize>, inputs: usize) -> Plan {
         Plan {
