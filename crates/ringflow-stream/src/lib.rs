@@ -1,7 +1,7 @@
 //! ringflow's stream model, free of sockets and actors (sans-IO).
 //!
 //! Users write [`Operator`]s and [`Source`]s against these traits and register them by
-//! name in a [`Registry`]; a [`JobSpec`] names a graph of them and [`plan`] validates it
+//! name in a [`Registry`]; a [`JobSpec`] names a graph of them and [`plan()`] validates it
 //! into a [`JobPlan`]. [`instance`] drives one operator or source instance from input
 //! messages, watermarks and a clock passed in, and says what to send where (batched in
 //! [`outputs`], routed by [`routing`]): the runtime in `ringflow-cluster` only moves
