@@ -3,13 +3,15 @@
 //! Pure and deterministic (sans-IO): the coordinator plans tables here, every node routes by them.
 //!
 //! Entry points: [`RingConfig::partition_for_key`] (key -> partition), [`plan`]
-//! (membership -> next [`Assignment`]), [`diff`] / [`moved_fraction`] (what moves).
+//! (membership -> next [`Assignment`]), [`diff`] / [`moved_fraction`] (what moves);
+//! [`rng`] is the seeded SplitMix64 generator shared by deterministic code elsewhere.
 
 #![warn(missing_docs)]
 
 mod assignment;
 mod error;
 mod plan;
+pub mod rng;
 
 use std::fmt;
 

@@ -24,6 +24,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use crate::assignment::{Assignment, NO_OWNER};
+use crate::rng::mix;
 use crate::{RingConfig, RingError, WorkerId, WorkerSpec};
 
 /// Seed for the per-worker hash that drives rendezvous scores and scan orders.
@@ -93,13 +94,6 @@ pub fn plan(
         next.epoch = base_epoch.checked_add(1).ok_or(RingError::EpochOverflow)?;
     }
     Ok(next)
-}
-
-/// splitmix64 finalizer: a cheap, well-mixed 64-bit permutation.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Rendezvous score of (partition, worker).

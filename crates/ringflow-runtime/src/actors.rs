@@ -12,14 +12,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use ringflow_proto::VertexStatus;
-use ringflow_stream::harness::{InstanceMetrics, OperatorInstance, Outgoing, SourceInstance};
+use ringflow_stream::instance::{InstanceMetrics, OperatorInstance, Outgoing, SourceInstance};
 use ringflow_stream::SourcePoll;
 use tokio::sync::mpsc;
 
 use crate::credit::{Delivery, InputQueue, QueueGauge};
 use crate::edge::Outlets;
 
-/// Processing time handed to the harness: ms since the Unix epoch.
+/// Processing time handed to the instances: ms since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ringflow_net::{Connection, FramedRecv, FramedSend};
 use ringflow_proto::{EdgeOpen, PeerRole, StreamOpen, STREAM_SERVICE};
-use ringflow_stream::harness::Outgoing;
+use ringflow_stream::instance::Outgoing;
 use ringflow_stream::wire::DataFrame;
 use ringflow_stream::{Message as StreamMsg, PortType};
 use tokio::sync::mpsc;

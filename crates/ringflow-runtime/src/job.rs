@@ -12,7 +12,7 @@ use actix::prelude::*;
 use ringflow_net::{Connection, Endpoint};
 use ringflow_proto::{EdgeOpen, JobPrepare, VertexStatus};
 use ringflow_ring::RingConfig;
-use ringflow_stream::harness::{InstanceConfig, Routing};
+use ringflow_stream::instance::{InstanceConfig, Routing};
 use ringflow_stream::registry::Instance;
 use ringflow_stream::{plan, InitContext, JobPlan, JobSpec, PortType, Registry};
 use tokio::sync::mpsc;

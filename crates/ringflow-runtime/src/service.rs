@@ -10,11 +10,11 @@ use std::time::Duration;
 use ringflow_net::{Connection, FramedRecv, FramedSend};
 use std::sync::mpsc::{TryRecvError, TrySendError};
 
+use ringflow_ops::client::{ClientPorts, PortFrame};
 use ringflow_proto::{
     ClientPort, EdgeOpen, Hello, JobControl, JobPrepare, JobReport, PeerRole, StreamOpen,
     STREAM_SERVICE,
 };
-use ringflow_stream::ops::client::{ClientPorts, PortFrame};
 use ringflow_stream::wire::DataFrame;
 use ringflow_stream::Registry;
 use tokio::sync::mpsc;

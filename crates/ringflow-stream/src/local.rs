@@ -1,5 +1,5 @@
 //! Runs a planned job on simulated workers in one thread, deterministically: the same
-//! operators and harness as the cluster, with in-memory queues instead of actors and
+//! operators and instance executor as the cluster, with in-memory queues instead of actors and
 //! QUIC, and a simulated clock. Unit tests and the single-process reference use it.
 
 use std::collections::{HashMap, VecDeque};
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use ringflow_ring::RingConfig;
 
-use crate::harness::{InstanceConfig, InstanceMetrics, Outgoing, Routing};
+use crate::instance::{InstanceConfig, InstanceMetrics, Outgoing, Routing};
 use crate::operator::InitContext;
 use crate::plan::JobPlan;
 use crate::registry::{Instance, Registry};

@@ -8,7 +8,7 @@ use ringflow_ring::{PartitionId, RingConfig};
 use serde::de::DeserializeOwned;
 
 use crate::data::{Batch, Data, EventTime, Key};
-use crate::harness::Outputs;
+use crate::outputs::Outputs;
 
 /// Why an operator or source failed. The job fails with this text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::data::PortType;
-use crate::harness::OutEdge;
 use crate::operator::InitContext;
 use crate::registry::Registry;
+use crate::routing::OutEdge;
 use crate::spec::{EdgeKind, JobSpec};
 use crate::SpecError;
 
@@ -86,7 +86,7 @@ impl JobPlan {
         chans
     }
 
-    /// The output edges of vertex `v`'s instance at `index`, as the harness sees them.
+    /// The output edges of vertex `v`'s instance at `index`, as its instance sees them.
     pub fn out_edges(&self, v: usize, index: usize, workers: usize) -> Vec<OutEdge> {
         self.vertices[v]
             .outputs

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use crate::data::{PortType, Value};
-use crate::harness::{
-    DynOperator, DynSource, InstanceConfig, OpBox, OperatorInstance, Outputs, SourceInstance,
-    SrcBox,
+use crate::instance::{
+    DynOperator, DynSource, InstanceConfig, OpBox, OperatorInstance, SourceInstance, SrcBox,
 };
 use crate::operator::{InitContext, OpError, Operator};
+use crate::outputs::Outputs;
 use crate::source::Source;
 use crate::StreamError;
 
@@ -89,13 +89,6 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Registry::default()
-    }
-
-    /// A registry holding ringflow's built-in operators and sources.
-    pub fn with_builtins() -> Self {
-        let mut r = Registry::new();
-        crate::ops::register_builtins(&mut r);
-        r
     }
 
     /// Registers an operator under `name` (replacing any earlier one).

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 
 use crate::data::{Data, EventTime, Key};
-use crate::harness::Outputs;
 use crate::operator::{InitContext, OpResult};
+use crate::outputs::Outputs;
 
 /// What a poll says about the source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -45,7 +45,7 @@ impl WorkerBuilder {
     /// The built-in operators and sources.
     pub fn new() -> Self {
         WorkerBuilder {
-            registry: Registry::with_builtins(),
+            registry: ringflow_ops::with_builtins(),
         }
     }
 

@@ -24,7 +24,10 @@ pub mod profile;
 pub mod sort;
 
 pub use app::WorkerBuilder;
-/// The stream model: operator and source traits, specs, built-ins (`ringflow-stream`).
+/// The built-in operators and sources (`ringflow-ops`).
+pub use ringflow_ops as ops;
+/// The stream model: operator and source traits, specs, the instance executor
+/// (`ringflow-stream`).
 pub use ringflow_stream as stream;
 pub use sort::Sorter;
 

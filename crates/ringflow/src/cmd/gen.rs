@@ -18,29 +18,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use ringflow_ring::rng::SplitMix64;
 
 use crate::cli::GenArgs;
 
-/// splitmix64: small, fast, good enough for test data, identical everywhere.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5851_F42D_4C95_7F2D)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0; the bias is negligible for small n).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
+/// The generator's random numbers for `--seed`: splitmix64 (`ringflow_ring::rng`),
+/// identical on every machine.
+fn rng_for(seed: u64) -> SplitMix64 {
+    SplitMix64::new(seed ^ 0x5851_F42D_4C95_7F2D)
 }
 
 /// Count and checksum of a data set.
@@ -84,7 +69,7 @@ const SKEW_PREFIX: [u8; 2] = [0x5A, 0x5A];
 const DUP_KEYS: u64 = 4;
 
 /// The 10-byte key of the next gensort record.
-fn gensort_key(rng: &mut Rng, skew: bool) -> [u8; 10] {
+fn gensort_key(rng: &mut SplitMix64, skew: bool) -> [u8; 10] {
     let a = rng.next_u64().to_be_bytes();
     let b = rng.next_u64().to_be_bytes();
     let mut key = [0u8; 10];
@@ -182,8 +167,8 @@ const WORDS: &[&str] = &[
 ];
 
 /// Appends one line (without the newline) to `line`.
-fn line_record(rng: &mut Rng, skew: bool, line: &mut Vec<u8>) {
-    let word = |rng: &mut Rng| WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes();
+fn line_record(rng: &mut SplitMix64, skew: bool, line: &mut Vec<u8>) {
+    let word = |rng: &mut SplitMix64| WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes();
     let (skewed, dup) = if skew {
         let r = rng.below(32);
         (r < 8, r == 0)
@@ -233,7 +218,7 @@ pub(crate) fn generate(
     seed: u64,
     skew: bool,
 ) -> anyhow::Result<Figures> {
-    let mut rng = Rng::new(seed);
+    let mut rng = rng_for(seed);
     let mut fig = Figures::default();
     match format {
         "gensort" => {

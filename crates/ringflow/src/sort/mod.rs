@@ -29,8 +29,8 @@ pub use samples::{ClientFiles, RecordSource, SideInfo, Values};
 pub use sorter::Sorter;
 pub use spec::{SampleVia, SortInput, SortOutput, SortPlan};
 
-/// The sort operators and record formats (`ringflow-stream`'s built-ins).
-pub(crate) use ringflow_stream::ops::sort as ops;
+/// The sort operators and record formats (`ringflow-ops`).
+pub(crate) use ringflow_ops::sort as ops;
 
 /// A size for people: `512 B`, `1.5 GiB`.
 pub fn human_bytes(n: u64) -> String {

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ringflow_ops::Reservoir;
+use ringflow_ring::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -142,16 +144,7 @@ pub fn client_sample(
         bytes: 0,
         checksum: 0,
     };
-    // Reservoir sampling with a fixed seed (splitmix64).
-    let mut state = 0x5EED_u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let mut sample: Vec<KeyData> = Vec::new();
+    let mut sample = Reservoir::new(max, SplitMix64::new(0x5EED));
     for rec in source.records()? {
         let rec = rec?;
         info.records += 1;
@@ -159,15 +152,9 @@ pub fn client_sample(
         info.checksum = info
             .checksum
             .wrapping_add(u64::from(ops::record_checksum(&rec.data)));
-        if sample.len() < max {
-            sample.push((rec.key().to_vec(), rec.data.clone()));
-        } else {
-            let j = next() % info.records;
-            if (j as usize) < max {
-                sample[j as usize] = (rec.key().to_vec(), rec.data.clone());
-            }
-        }
+        sample.offer_with(|| (rec.key().to_vec(), rec.data.clone()));
     }
+    let sample = sample.take();
     Ok((info, sample))
 }
 

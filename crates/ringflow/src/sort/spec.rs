@@ -218,7 +218,7 @@ impl SortPlan {
 mod tests {
     use super::*;
     use crate::sort::samples::Values;
-    use ringflow_stream::{plan as plan_job, InitContext, Registry};
+    use ringflow_stream::{plan as plan_job, InitContext};
 
     fn test_plan(format: &str, key_field: Option<usize>, inputs: usize) -> SortPlan {
         SortPlan {
@@ -241,8 +241,8 @@ mod tests {
     /// The specs a sort submits pass the real operators' config checks.
     #[test]
     fn generated_specs_plan_with_the_builtin_operators() {
-        let mut registry = Registry::with_builtins();
-        registry.provide(ringflow_stream::ops::client::ClientPorts::default());
+        let mut registry = ringflow_ops::with_builtins();
+        registry.provide(ringflow_ops::client::ClientPorts::default());
         let mut init = InitContext::for_test("check");
         init.validate_only = true;
         for (format, key_field, inputs) in [("gensort", None, 1), ("lines", Some(2), 3)] {
@@ -283,8 +283,8 @@ mod tests {
     /// Sorting values for the client: records come from and go back to client ports.
     #[test]
     fn a_client_sort_reads_and_writes_client_ports() {
-        let mut registry = Registry::with_builtins();
-        registry.provide(ringflow_stream::ops::client::ClientPorts::default());
+        let mut registry = ringflow_ops::with_builtins();
+        registry.provide(ringflow_ops::client::ClientPorts::default());
         let mut init = InitContext::for_test("check");
         init.validate_only = true;
         let p = SortPlan {

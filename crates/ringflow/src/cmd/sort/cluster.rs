@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringflow_ops::sort as sortops;
 use ringflow_proto::{JobInfo, VertexStatus};
-use ringflow_stream::ops::sort as sortops;
 use serde_json::json;
 
 use super::{human_bytes, InputInfo, Manifest, PartInfo, RunInfo, SideInfo, MANIFEST};

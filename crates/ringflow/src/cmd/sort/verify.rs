@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ringflow_stream::ops::sort::{cmp_records, record_checksum, Format, RecordReader, SortRecord};
+use ringflow_ops::sort::{cmp_records, record_checksum, Format, RecordReader, SortRecord};
 use serde_json::json;
 
 use super::{show_key, Manifest, MANIFEST};

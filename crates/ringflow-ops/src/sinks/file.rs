@@ -1,0 +1,266 @@
+//! `sink.file`: one part file per instance in a directory, published atomically at the
+//! end.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::format::LineFormat;
+use super::throttle::Throttle;
+use ringflow_stream::data::Batch;
+use ringflow_stream::operator::{Context, InitContext, OpError, OpResult, Operator};
+use ringflow_stream::Value;
+
+/// Configuration of `sink.file`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// Output directory (created at the first write if missing).
+    pub path: PathBuf,
+    /// Line format: `json` (default) or `text`.
+    #[serde(default)]
+    pub format: LineFormat,
+    /// Flush the write buffer every this many records (and at the end).
+    #[serde(default = "default_flush_every")]
+    pub flush_every: u64,
+    /// Write at most this many records per second (see [`Throttle`]).
+    #[serde(default)]
+    pub max_per_sec: Option<f64>,
+}
+
+fn default_flush_every() -> u64 {
+    1000
+}
+
+/// Writes the records of instance `i` to `<path>/part-<i:05>.<jsonl|txt>`.
+///
+/// While the job runs the part is written as `part-<i:05>.<ext>.tmp`; at the end it is
+/// flushed, fsynced and renamed to its final name (and the directory fsynced), so a
+/// part under its final name is always complete. A job that fails leaves its `.tmp`
+/// parts behind (and `source.files` skips `.tmp` names). An existing part of the same
+/// name is replaced. An instance that received nothing still publishes an empty part,
+/// so every instance's part exists once the job has finished. Counter: `written`.
+pub struct FileSink {
+    cfg: FileSinkConfig,
+    final_path: PathBuf,
+    tmp_path: PathBuf,
+    writer: Option<BufWriter<File>>,
+    unflushed: u64,
+    throttle: Throttle,
+}
+
+impl Operator for FileSink {
+    type In = Value;
+    type Out = ();
+    type Config = FileSinkConfig;
+
+    fn create(cfg: FileSinkConfig, init: &InitContext) -> OpResult<Self> {
+        if cfg.path.as_os_str().is_empty() {
+            return Err("sink.file: 'path' is empty".into());
+        }
+        if cfg.flush_every == 0 {
+            return Err("sink.file: 'flush_every' must be positive".into());
+        }
+        let throttle =
+            Throttle::new(cfg.max_per_sec).map_err(|e| OpError(format!("sink.file: {e}")))?;
+        let name = format!("part-{:05}.{}", init.instance, cfg.format.extension());
+        let final_path = cfg.path.join(&name);
+        let tmp_path = cfg.path.join(format!("{name}.tmp"));
+        Ok(FileSink {
+            cfg,
+            final_path,
+            tmp_path,
+            writer: None,
+            unflushed: 0,
+            throttle,
+        })
+    }
+
+    fn on_batch(&mut self, batch: Batch<Value>, ctx: &mut Context<'_, ()>) -> OpResult {
+        let n = batch.len() as u64;
+        for item in &batch {
+            self.throttle.admit();
+            let format = self.cfg.format;
+            let w = self.writer()?;
+            if let Err(e) = format.write_line(w, item) {
+                return Err(self.io_error("writing", e));
+            }
+            self.unflushed += 1;
+            if self.unflushed >= self.cfg.flush_every {
+                self.flush()?;
+            }
+        }
+        ctx.count("written", n);
+        Ok(())
+    }
+
+    fn on_end(&mut self, _ctx: &mut Context<'_, ()>) -> OpResult {
+        self.writer()?;
+        self.flush()?;
+        let Some(w) = self.writer.take() else {
+            return Ok(());
+        };
+        let file = w
+            .into_inner()
+            .map_err(|e| self.io_error("flushing", e.into_error()))?;
+        file.sync_all().map_err(|e| self.io_error("syncing", e))?;
+        drop(file);
+        std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| {
+            OpError(format!(
+                "sink.file: renaming '{}' to '{}': {e}",
+                self.tmp_path.display(),
+                self.final_path.display()
+            ))
+        })?;
+        sync_dir(&self.cfg.path).map_err(|e| {
+            OpError(format!(
+                "sink.file: syncing directory '{}': {e}",
+                self.cfg.path.display()
+            ))
+        })
+    }
+}
+
+impl FileSink {
+    /// The writer, opening the `.tmp` part (and creating the directory) at first use.
+    fn writer(&mut self) -> OpResult<&mut BufWriter<File>> {
+        if self.writer.is_none() {
+            std::fs::create_dir_all(&self.cfg.path).map_err(|e| {
+                OpError(format!(
+                    "sink.file: creating directory '{}': {e}",
+                    self.cfg.path.display()
+                ))
+            })?;
+            let f = File::create(&self.tmp_path).map_err(|e| self.io_error("creating", e))?;
+            self.writer = Some(BufWriter::with_capacity(64 * 1024, f));
+        }
+        self.writer
+            .as_mut()
+            .ok_or_else(|| OpError("sink.file: no writer".into()))
+    }
+
+    fn flush(&mut self) -> OpResult {
+        if let Some(w) = self.writer.as_mut() {
+            if let Err(e) = w.flush() {
+                return Err(self.io_error("flushing", e));
+            }
+        }
+        self.unflushed = 0;
+        Ok(())
+    }
+
+    fn io_error(&self, doing: &str, e: std::io::Error) -> OpError {
+        OpError(format!(
+            "sink.file: {doing} '{}': {e}",
+            self.tmp_path.display()
+        ))
+    }
+}
+
+/// Makes a rename in `dir` durable (a no-op where directories cannot be opened).
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::by_hand::{items, sink_call};
+    use ringflow_stream::data::Item;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn make(config: Value, instance: usize, validate_only: bool) -> OpResult<FileSink> {
+        let init = InitContext {
+            instance,
+            instances: 3,
+            validate_only,
+            ..InitContext::for_test("out")
+        };
+        FileSink::create(serde_json::from_value(config)?, &init)
+    }
+
+    #[test]
+    fn parts_are_written_as_tmp_and_renamed_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut sink = make(json!({"path": out, "flush_every": 2}), 1, false).unwrap();
+        let mut counters = BTreeMap::new();
+        let mut batch = items([json!("a"), json!({"n": 1})]);
+        batch.push(Item {
+            key: Some("k".into()),
+            value: json!(3),
+        });
+        sink_call(&mut sink, Some(batch), &mut counters).unwrap();
+        let tmp = out.join("part-00001.jsonl.tmp");
+        let part = out.join("part-00001.jsonl");
+        // Flushed every 2 records: the first two are on disk, under the .tmp name.
+        assert_eq!(std::fs::read_to_string(&tmp).unwrap(), "\"a\"\n{\"n\":1}\n");
+        assert!(!part.exists());
+        sink_call(&mut sink, None, &mut counters).unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(
+            std::fs::read_to_string(&part).unwrap(),
+            "\"a\"\n{\"n\":1}\n{\"key\":\"k\",\"value\":3}\n"
+        );
+        assert_eq!(counters.get("written"), Some(&3));
+    }
+
+    #[test]
+    fn text_parts_and_empty_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut counters = BTreeMap::new();
+        let mut sink = make(json!({"path": dir.path(), "format": "text"}), 0, false).unwrap();
+        sink_call(
+            &mut sink,
+            Some(items([json!("x y"), json!(2)])),
+            &mut counters,
+        )
+        .unwrap();
+        sink_call(&mut sink, None, &mut counters).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("part-00000.txt")).unwrap(),
+            "x y\n2\n"
+        );
+        let mut idle = make(json!({"path": dir.path(), "format": "text"}), 2, false).unwrap();
+        sink_call(&mut idle, None, &mut counters).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("part-00002.txt")).unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn validation_creates_nothing_and_bad_configs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("never");
+        make(json!({"path": out}), 0, true).unwrap();
+        assert!(!out.exists());
+        assert!(make(json!({"path": out, "flush_every": 0}), 0, true).is_err());
+        assert!(make(json!({"path": out, "max_per_sec": 0}), 0, true).is_err());
+        assert!(make(json!({"path": out, "format": "xml"}), 0, true).is_err());
+        assert!(make(json!({"path": out, "flush": 1}), 0, true).is_err());
+    }
+
+    #[test]
+    fn write_errors_fail_the_operator() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the directory should be.
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, b"").unwrap();
+        let mut sink = make(json!({"path": blocker}), 0, false).unwrap();
+        let mut counters = BTreeMap::new();
+        let e = sink_call(&mut sink, Some(items([json!(1)])), &mut counters).unwrap_err();
+        assert!(e.0.contains("blocker"), "{e}");
+    }
+}

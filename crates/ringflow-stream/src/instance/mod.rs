@@ -1,0 +1,223 @@
+//! The sans-IO instance executor: one operator or source instance, driven by input
+//! messages and a clock passed in, saying what to send where.
+//!
+//! It merges watermarks (minimum over live, non-idle inputs), fires event-time timers,
+//! batches outputs per (edge, target) with a size and a linger time (see
+//! [`crate::outputs`]), routes `hash` edges by the ring partition of each record's key
+//! (see [`crate::routing`]), and ends when every input has ended. The runtime moves the
+//! returned [`Outgoing`] messages and applies credits.
+
+mod operator;
+mod source;
+
+use std::collections::BTreeMap;
+
+use crate::data::EventTime;
+
+pub use crate::outputs::Outgoing;
+pub use crate::routing::{OutEdge, Routing};
+pub use operator::OperatorInstance;
+pub use source::SourceInstance;
+
+pub(crate) use operator::{DynOperator, OpBox};
+pub(crate) use source::{DynSource, SrcBox};
+
+/// Everything an instance needs beside its operator.
+#[derive(Clone, Debug)]
+pub struct InstanceConfig {
+    /// Vertex name (for errors).
+    pub vertex: String,
+    /// Number of input channels (one per upstream sender instance and edge).
+    pub inputs: usize,
+    /// Output edges.
+    pub outputs: Vec<OutEdge>,
+    /// Routing of `hash` edges.
+    pub routing: Option<Routing>,
+    /// Records per batch.
+    pub batch_size: usize,
+    /// Longest a partial batch waits (ms).
+    pub linger_ms: u64,
+    /// Quiet time after which an input stops holding back the watermark (ms).
+    pub idle_timeout_ms: u64,
+}
+
+/// Counters of one instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceMetrics {
+    /// Records received.
+    pub records_in: u64,
+    /// Records emitted.
+    pub records_out: u64,
+    /// Current watermark.
+    pub watermark: EventTime,
+    /// Named counters of the operator (e.g. `late_dropped`).
+    pub counters: BTreeMap<String, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use ringflow_ring::RingConfig;
+
+    use super::*;
+    use crate::data::{AnyBatch, Item, Message};
+    use crate::operator::{Context, InitContext, OpResult, Operator};
+    use crate::registry::{Instance, Registry};
+    use crate::spec::EdgeKind;
+    use crate::StreamError;
+    use crate::Value;
+
+    /// Passes records through and counts watermark calls.
+    struct Pass;
+    impl Operator for Pass {
+        type In = Value;
+        type Out = Value;
+        type Config = serde_json::Map<String, Value>;
+        fn create(_: Self::Config, _: &InitContext) -> OpResult<Self> {
+            Ok(Pass)
+        }
+        fn on_batch(&mut self, batch: Vec<Item<Value>>, ctx: &mut Context<'_, Value>) -> OpResult {
+            for i in batch {
+                ctx.emit_item(i.key, i.value);
+            }
+            Ok(())
+        }
+        fn on_watermark(&mut self, _: EventTime, ctx: &mut Context<'_, Value>) -> OpResult {
+            ctx.count("watermarks", 1);
+            Ok(())
+        }
+    }
+
+    fn instance(inputs: usize, idle_timeout_ms: u64) -> OperatorInstance {
+        let mut r = Registry::new();
+        r.operator::<Pass>("pass");
+        let cfg = InstanceConfig {
+            vertex: "v".into(),
+            inputs,
+            outputs: vec![OutEdge {
+                kind: EdgeKind::Hash,
+                targets: 2,
+                self_index: 0,
+            }],
+            routing: Some(Routing::round_robin(RingConfig::new(16, 1).unwrap(), 2)),
+            batch_size: 4,
+            linger_ms: 10,
+            idle_timeout_ms,
+        };
+        match r
+            .instantiate("pass", &Value::Null, &InitContext::for_test("v"), cfg, 0)
+            .unwrap()
+        {
+            Instance::Operator(o) => o,
+            Instance::Source(_) => unreachable!(),
+        }
+    }
+
+    fn watermarks(out: &[Outgoing]) -> Vec<(usize, EventTime)> {
+        out.iter()
+            .filter_map(|o| match o.msg {
+                Message::Watermark(w) => Some((o.target, w)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn batch(n: usize) -> Message {
+        Message::Batch(AnyBatch::new(
+            (0..n)
+                .map(|i| Item {
+                    key: Some(format!("k{i}")),
+                    value: Value::from(i as u64),
+                })
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn the_watermark_is_the_minimum_over_inputs_and_goes_to_every_target() {
+        let mut op = instance(2, 60_000);
+        let out = op.handle(0, Message::Watermark(100), 0).unwrap();
+        assert!(watermarks(&out).is_empty(), "input 1 still holds it back");
+        let out = op.handle(1, Message::Watermark(50), 0).unwrap();
+        assert_eq!(watermarks(&out), vec![(0, 50), (1, 50)]);
+        let out = op.handle(1, Message::Watermark(40), 0).unwrap();
+        assert!(watermarks(&out).is_empty(), "watermarks never go back");
+        let out = op.handle(1, Message::Watermark(150), 0).unwrap();
+        assert_eq!(watermarks(&out), vec![(0, 100), (1, 100)]);
+        assert_eq!(op.watermark(), 100);
+    }
+
+    #[test]
+    fn a_quiet_input_stops_holding_the_watermark_back_after_the_idle_timeout() {
+        let mut op = instance(2, 1_000);
+        op.handle(0, Message::Watermark(500), 10).unwrap();
+        assert!(watermarks(&op.tick(900).unwrap()).is_empty());
+        // Input 0 keeps talking, input 1 has said nothing for the timeout.
+        op.handle(0, Message::Watermark(600), 1_050).unwrap();
+        let out = op.tick(1_100).unwrap();
+        assert_eq!(watermarks(&out), vec![(0, 600), (1, 600)]);
+        // When the quiet input speaks again it counts again.
+        op.handle(1, Message::Watermark(610), 1_200).unwrap();
+        let out = op.handle(0, Message::Watermark(700), 1_300).unwrap();
+        assert_eq!(watermarks(&out), vec![(0, 610), (1, 610)]);
+        // An explicit Idle message works at once.
+        let out = op.handle(1, Message::Idle, 1_400).unwrap();
+        assert_eq!(watermarks(&out), vec![(0, 700), (1, 700)]);
+    }
+
+    #[test]
+    fn batches_fill_by_size_flush_by_linger_and_end_follows_the_last_records() {
+        let mut op = instance(1, 60_000);
+        let out = op.handle(0, batch(3), 0).unwrap();
+        assert!(
+            out.is_empty(),
+            "3 records over 2 targets: no batch of 4 yet"
+        );
+        assert!(op.tick(5).unwrap().is_empty(), "linger not over");
+        let out = op.tick(10).unwrap();
+        let sent: usize = out
+            .iter()
+            .map(|o| match &o.msg {
+                Message::Batch(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(sent, 3);
+        op.handle(0, batch(2), 20).unwrap();
+        let out = op.handle(0, Message::End, 21).unwrap();
+        assert!(op.is_finished());
+        // Records first, then the end, on every target.
+        let kinds: Vec<&str> = out
+            .iter()
+            .map(|o| match o.msg {
+                Message::Batch(_) => "batch",
+                Message::End => "end",
+                Message::Watermark(_) => "wm",
+                Message::Idle => "idle",
+            })
+            .collect();
+        let last_batch = kinds.iter().rposition(|k| *k == "batch").unwrap();
+        let first_end = kinds.iter().position(|k| *k == "end").unwrap();
+        assert!(last_batch < first_end, "{kinds:?}");
+        assert_eq!(kinds.iter().filter(|k| **k == "end").count(), 2);
+        assert_eq!(op.metrics().records_in, 5);
+        assert_eq!(op.metrics().records_out, 5);
+        assert!(
+            op.handle(7, batch(1), 30).unwrap().is_empty(),
+            "nothing after the end"
+        );
+    }
+
+    #[test]
+    fn an_unknown_input_is_an_error_not_a_panic() {
+        let mut op = instance(1, 60_000);
+        assert!(matches!(
+            op.handle(3, batch(1), 0),
+            Err(StreamError::UnknownInput(3))
+        ));
+        let wrong = Message::Batch(AnyBatch::new(vec![Item {
+            key: None,
+            value: 1u8,
+        }]));
+        assert!(op.handle(0, wrong, 0).is_err());
+    }
+}
