@@ -4,15 +4,20 @@
 //! partitions; every partition's replicas keep versioned entries in a durable store
 //! (write-ahead log with group commit), so replicas converge and stale copies never win.
 //! The primary of each partition coordinates quorum writes and reads.
+//!
+//! Modules: [`replica`] is the service a worker hosts ([`DhtService`]: writes, reads,
+//! routing, handoff, upkeep); [`resp`] the Redis-compatible gateway the worker's assembly
+//! starts next to it; [`client`] the client for other processes; [`store`] the durable
+//! store; [`slot`], [`version`] and [`wire`] placement, versions and the peer protocol;
+//! [`pool`] the streams to peers.
 
 mod batch;
 pub mod client;
-mod coalesce;
 pub mod error;
 mod join;
-pub mod node;
 pub mod pool;
-pub mod resp_gateway;
+pub mod replica;
+pub mod resp;
 pub mod slot;
 pub mod store;
 pub mod version;
@@ -20,6 +25,6 @@ pub mod wire;
 
 pub use client::DhtClient;
 pub use error::DhtError;
-pub use node::{service, DhtConfig, DhtService};
+pub use replica::{service, DhtConfig, DhtService};
 pub use slot::{key_slot, SlotMap, SLOTS};
 pub use version::{Entry, Hlc, Version};

@@ -49,8 +49,11 @@
 //! `DropPartition` erases whatever the snapshot had for the partition before the puts that
 //! follow it are replayed.
 //!
-//! Not handled: two processes opening the same directory (nothing locks it); tombstones are
-//! kept forever (garbage collection needs knowledge of replication).
+//! Not handled here: two processes opening the same directory (the store does not lock it;
+//! a worker `flock`s its whole data directory). Tombstones stay until
+//! [`Store::purge_tombstones`] forgets them (the DHT service asks for it once a minute, for
+//! tombstones older than `dht.tombstone_grace_s`), on the writer thread so it cannot race a
+//! write.
 
 mod codec;
 mod snapshot;

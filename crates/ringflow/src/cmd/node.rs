@@ -141,7 +141,6 @@ pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Res
     let cfg = worker_config(&a)?;
     actix_rt::System::new().block_on(async move {
         let dht = ringflow_dht::DhtConfig {
-            resp_listen: cfg.dht.resp_listen,
             max_key: cfg.dht.max_key,
             max_value: cfg.dht.max_value,
             sync: cfg.dht.fsync_interval_ms == 0,
@@ -159,7 +158,7 @@ pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Res
         ));
         registry.operator::<crate::dht_sink::DhtSink>("sink.dht");
         let services = vec![
-            ringflow_dht::service(dht),
+            dht_with_resp(dht, cfg.dht.resp_listen),
             ringflow_runtime::service(registry),
         ];
         let handle = WorkerHandle::start_with(cfg, services).await?;
@@ -180,6 +179,29 @@ pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Res
         handle.shutdown().await?;
         tracing::info!("worker stopped");
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The DHT service, and its RESP port if `resp_listen` is set: bound once the store is open,
+/// advertised as the service's `resp` address, served next to it on the network thread.
+fn dht_with_resp(
+    dht: ringflow_dht::DhtConfig,
+    resp_listen: Option<std::net::SocketAddr>,
+) -> ringflow_cluster::ServiceFactory {
+    Box::new(move |ctx| {
+        let mut service = ringflow_dht::DhtService::open(dht, ctx)?;
+        let gateway = resp_listen
+            .map(ringflow_dht::resp::Gateway::bind)
+            .transpose()
+            .map_err(|e| ringflow_cluster::ClusterError::Service(e.to_string()))?;
+        if let Some(g) = &gateway {
+            service.advertise("resp", g.local_addr());
+        }
+        let service = service.start();
+        if let Some(g) = gateway {
+            g.spawn(service.clone());
+        }
+        Ok(service as std::rc::Rc<dyn ringflow_cluster::WorkerService>)
     })
 }
 

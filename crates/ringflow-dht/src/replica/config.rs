@@ -1,0 +1,36 @@
+//! The DHT service's configuration: limits, timeouts, durability, tombstone grace.
+
+use std::time::Duration;
+
+/// Configuration of a worker's DHT service.
+#[derive(Clone, Debug)]
+pub struct DhtConfig {
+    /// Largest key, in bytes.
+    pub max_key: usize,
+    /// Largest value, in bytes.
+    pub max_value: usize,
+    /// How long the primary waits for replicas before answering `Unavailable`.
+    pub replica_timeout: Duration,
+    /// fsync every write before acknowledging it (default). Off: acknowledged once in
+    /// the OS (survives kill -9, not a machine crash), fsynced every `sync_interval`.
+    pub sync: bool,
+    /// With `sync` off: the longest a write waits for its fsync.
+    pub sync_interval: Duration,
+    /// Deletion tombstones older than this are forgotten (checked every minute); `None`
+    /// keeps them forever. A worker away for longer must come back with an empty data
+    /// directory, or values deleted meanwhile can come back with it.
+    pub tombstone_grace: Option<Duration>,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            max_key: 64 * 1024,
+            max_value: 8 * 1024 * 1024,
+            replica_timeout: Duration::from_secs(5),
+            sync: true,
+            sync_interval: Duration::from_millis(100),
+            tombstone_grace: Some(Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The service's request entry: streams from peers and clients, batches (`Multi`) taken
+//! apart and run concurrently, replica traffic fenced by epoch, each request counted and
+//! timed, then handed to the write, read or handoff path.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ringflow_cluster::{ClusterError, LocalFuture, WorkerService};
+use ringflow_net::{Connection, FramedRecv, FramedSend};
+use ringflow_proto::{Hello, PeerRole};
+use ringflow_ring::PartitionId;
+
+use super::handoff::PAGE_BYTES;
+use super::metrics::{metrics, op_index};
+use super::DhtService;
+use crate::wire::{DhtRequest, DhtResponse, SERVICE};
+
+impl DhtService {
+    /// Handles a request: the parts of a `Multi` concurrently, each counted as itself.
+    pub(super) async fn handle(&self, req: DhtRequest) -> DhtResponse {
+        let DhtRequest::Multi(parts) = req else {
+            return self.handle_one(req).await;
+        };
+        if parts.iter().any(|p| matches!(p, DhtRequest::Multi(_))) {
+            return DhtResponse::Error {
+                message: "a batch request inside a batch request".into(),
+            };
+        }
+        let answers =
+            crate::join::join_all(parts.into_iter().map(|p| self.handle_one(p)).collect()).await;
+        DhtResponse::Multi(answers)
+    }
+
+    /// Handles one request, counting it and timing it.
+    async fn handle_one(&self, req: DhtRequest) -> DhtResponse {
+        let op = op_index(&req);
+        let started = Instant::now();
+        let resp = self.dispatch(req).await;
+        metrics().record(op, &resp, started.elapsed());
+        resp
+    }
+
+    async fn dispatch(&self, req: DhtRequest) -> DhtResponse {
+        match req {
+            // `handle` takes batches apart; one reaching here was nested.
+            DhtRequest::Multi(_) => DhtResponse::Error {
+                message: "a batch request inside a batch request".into(),
+            },
+            DhtRequest::Put {
+                partition, items, ..
+            } => self.put(partition, items).await,
+            DhtRequest::Get {
+                partition, keys, ..
+            } => self.get(partition, keys).await,
+            DhtRequest::Replicate {
+                partition,
+                epoch,
+                from,
+                ..
+            }
+            | DhtRequest::ReadReplica {
+                partition,
+                epoch,
+                from,
+                ..
+            } if self.fences(partition, epoch, &from) => self.moved(partition),
+            DhtRequest::Replicate {
+                partition, writes, ..
+            } => self.replicate(partition, writes).await,
+            DhtRequest::ReadReplica { partition, .. }
+                if self.syncing.borrow().contains(&partition) =>
+            {
+                DhtResponse::Unavailable {
+                    reason: format!("partition {partition} is still catching up"),
+                }
+            }
+            DhtRequest::Fetch {
+                partitions,
+                after,
+                max_bytes,
+            } => self.fetch_page(&partitions, after, max_bytes.min(PAGE_BYTES)),
+            DhtRequest::ReadReplica {
+                partition, keys, ..
+            } => {
+                let p = PartitionId(partition);
+                DhtResponse::Entries {
+                    entries: keys.iter().map(|k| self.store.get(p, k)).collect(),
+                }
+            }
+        }
+    }
+}
+
+impl WorkerService for DhtService {
+    fn name(&self) -> &str {
+        SERVICE
+    }
+
+    fn advertised(&self) -> Vec<(String, String)> {
+        self.advertised.clone()
+    }
+
+    fn serve(
+        self: Rc<Self>,
+        conn: Connection,
+        hello: Hello,
+        mut send: FramedSend,
+        mut recv: FramedRecv,
+    ) -> LocalFuture<Result<(), ClusterError>> {
+        Box::pin(async move {
+            let peer_is_node = conn.peer_is_node();
+            while let Some(req) = recv.recv::<DhtRequest>().await? {
+                let internal = matches!(
+                    req,
+                    DhtRequest::Replicate { .. }
+                        | DhtRequest::ReadReplica { .. }
+                        | DhtRequest::Fetch { .. }
+                );
+                let resp = if internal && !(peer_is_node && hello.role == PeerRole::Worker) {
+                    let resp = DhtResponse::Error {
+                        message: "replica traffic is only accepted from workers".into(),
+                    };
+                    metrics().record(op_index(&req), &resp, Duration::ZERO);
+                    resp
+                } else {
+                    self.handle(req).await
+                };
+                send.send(&resp).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn shutdown(self: Rc<Self>) -> LocalFuture<()> {
+        Box::pin(async move {
+            self.peers.close();
+            if let Err(e) = self.store.close() {
+                tracing::error!(error = %e, "closing the DHT store");
+            }
+        })
+    }
+}
