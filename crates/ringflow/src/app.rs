@@ -79,7 +79,7 @@ impl WorkerBuilder {
             }
         }
         init_logging();
-        match crate::cmd::run(cli, self.registry) {
+        match crate::cli::run(cli, self.registry) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -17,8 +17,8 @@
 
 mod app;
 mod cli;
-mod cmd;
 pub mod dht_sink;
+pub mod node;
 pub mod notify;
 pub mod profile;
 pub mod sort;

@@ -10,7 +10,26 @@ use crate::TlsIdentity;
 use ringflow_dht::DhtClient;
 
 use super::status::resolve_client;
-use crate::cli::{ClientArgs, KeyArgs, PutArgs};
+use crate::cli::ClientArgs;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+}
 
 fn with_client<F, Fut>(args: &ClientArgs, f: F) -> anyhow::Result<ExitCode>
 where

@@ -8,8 +8,59 @@ use ringflow_proto::{JobInfo, JobState};
 use ringflow_stream::JobSpec;
 
 use super::status::{connect, resolve_client};
-use crate::cli::JobCommand;
+use crate::cli::ClientArgs;
 use crate::ClusterError;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit a job spec (TOML or JSON); prints the job id. Exit 2 if refused.
+    Submit(JobSubmitArgs),
+    /// List jobs.
+    List(JobListArgs),
+    /// Show one job: state, reason, per-vertex counters and queue fill.
+    Status(JobIdArgs),
+    /// Cancel a job.
+    Cancel(JobIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobSubmitArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The spec file (`.json` is read as JSON, anything else as TOML).
+    pub spec: PathBuf,
+    /// Wait until the job ends; exit 0 if it finished, 1 if it failed or was cancelled.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobIdArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The job id (from `job submit` or `job list`).
+    pub id: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Wait until the job ends (status only).
+    #[arg(long)]
+    pub wait: bool,
+}
 
 pub fn run(c: JobCommand) -> anyhow::Result<ExitCode> {
     actix_rt::System::new().block_on(async move {

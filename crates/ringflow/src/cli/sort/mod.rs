@@ -19,8 +19,67 @@ use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::SortArgs;
+use crate::cli::ClientArgs;
 pub use crate::sort::{human_bytes, SideInfo};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["output", "verify"])))]
+pub struct SortArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Input files or directories (read by the workers; with `--verify`, the inputs to
+    /// recompute the expected count and checksum from).
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    pub input: Vec<PathBuf>,
+    /// Output directory: one part file per worker, in order, and `manifest.json`.
+    #[arg(long, value_name = "DIR", requires = "input")]
+    pub output: Option<PathBuf>,
+    /// Record format: `gensort` (100-byte records, 10-byte key) or `lines` [default: gensort,
+    /// or the manifest's with --verify].
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Lines: sort by this field (0 = the first) instead of the whole line.
+    #[arg(long, value_name = "N")]
+    pub key_field: Option<usize>,
+    /// Lines: the field delimiter (`\t` for a tab).
+    #[arg(long, value_name = "STR")]
+    pub delimiter: Option<String>,
+    /// Memory for sorting on each worker before it spills runs to disk (512MiB, 2GiB, bytes).
+    #[arg(long, default_value = "2GiB")]
+    pub memory: String,
+    /// Every worker reads the same input path on its own disk (no splitting).
+    #[arg(long)]
+    pub local: bool,
+    /// Read the inputs on this machine and stream them to the workers (for inputs the
+    /// workers cannot see); splitters are sampled here.
+    #[arg(long, conflicts_with = "local")]
+    pub from_client: bool,
+    /// Also concatenate the parts, in order, into this file.
+    #[arg(long, value_name = "OUT")]
+    pub single_file: Option<PathBuf>,
+    /// Replace an earlier sort output in the output directory.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Samples per worker for choosing the range boundaries.
+    #[arg(long, default_value_t = 10_000)]
+    pub samples: usize,
+    /// How the sample job hands its samples to this client: `dht` (default), or `files`
+    /// under the output directory (the fallback when the DHT sink fails).
+    #[arg(long, hide = true, default_value = "dht", value_parser = ["dht", "files"])]
+    pub sample_via: String,
+    /// Do not show progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Check a sorted output (a directory with a manifest, or one file) instead of sorting:
+    /// global order, count and checksum. No cluster needed.
+    #[arg(long, value_name = "DIR|FILE", conflicts_with_all = ["output", "local", "single_file"])]
+    pub verify: Option<PathBuf>,
+}
 
 pub fn run(a: SortArgs) -> anyhow::Result<ExitCode> {
     if let Some(target) = a.verify.clone() {

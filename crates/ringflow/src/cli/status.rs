@@ -6,7 +6,20 @@ use crate::profile::{self, Profile};
 use crate::{ClusterClient, ClusterStatus, MemberState, TlsIdentity};
 use anyhow::Context;
 
-use crate::cli::{ClientArgs, StatusArgs};
+use crate::cli::ClientArgs;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Ask this node (HOST:PORT) about itself instead of asking the coordinator.
+    #[arg(long)]
+    pub node: Option<String>,
+}
 
 /// Flags, then environment (clap reads both), then the profile.
 pub fn resolve_client(a: &ClientArgs) -> anyhow::Result<Profile> {

@@ -18,9 +18,32 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use clap::Args;
 use ringflow_ring::rng::SplitMix64;
+use std::path::PathBuf;
 
-use crate::cli::GenArgs;
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Record format: `gensort` (100-byte Sort Benchmark records) or `lines` (text).
+    #[arg(long, default_value = "gensort")]
+    pub format: String,
+    /// Number of records.
+    #[arg(long)]
+    pub records: u64,
+    /// The file to write.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Seed of the pseudo-random keys (the same seed gives the same file).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skewed keys: a quarter of the records share one 2-byte key prefix, and some share
+    /// exact keys.
+    #[arg(long)]
+    pub skew: bool,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// The generator's random numbers for `--seed`: splitmix64 (`ringflow_ring::rng`),
 /// identical on every machine.

@@ -15,8 +15,8 @@ use ringflow_proto::{JobInfo, VertexStatus};
 use serde_json::json;
 
 use super::{human_bytes, InputInfo, Manifest, PartInfo, RunInfo, SideInfo, MANIFEST};
+use crate::cli::status::{connect, resolve_client};
 use crate::cli::SortArgs;
-use crate::cmd::status::{connect, resolve_client};
 use crate::profile::Profile;
 use crate::sort::{
     ClientFiles, SampleVia, SortError, SortInput, SortObserver, SortOutput, SortPlan,
@@ -54,7 +54,7 @@ pub fn run(a: SortArgs) -> anyhow::Result<ExitCode> {
         let client = connect(&profile, &profile.cluster).await?;
         let r = tokio::select! {
             r = sort(&a, &plan, &profile, &client, show_progress, started) => r,
-            _ = crate::cmd::shutdown_signal() => Err(Stop::Interrupted),
+            _ = crate::cli::shutdown_signal() => Err(Stop::Interrupted),
         };
         let code = match r {
             Ok(code) => Ok(code),

@@ -1,14 +1,107 @@
-//! `ringflow coordinator` and `ringflow worker`: long-running nodes.
+//! `ringflow coordinator` and `ringflow worker`: long-running nodes. Their settings come
+//! from a TOML file and flags; the worker's services are assembled by [`crate::node`].
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::{CoordinatorConfig, CoordinatorHandle, WorkerConfig, WorkerHandle};
+use crate::{CoordinatorConfig, CoordinatorHandle, WorkerConfig};
 use anyhow::Context;
 use serde::de::DeserializeOwned;
 
-use crate::cli::{CoordinatorArgs, WorkerArgs};
 use crate::notify::notify_or_warn;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// TOML configuration file (flags override it).
+    #[arg(long, env = "RINGFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// QUIC listen address.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (membership and assignment).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Directory with ca.crt and this node's certificate.
+    #[arg(long)]
+    pub certs: Option<PathBuf>,
+    /// Base name of this node's certificate files.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Cluster name.
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// Partition count (power of two), fixed at cluster creation.
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Replication factor.
+    #[arg(long)]
+    pub replication: Option<u32>,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Failure timeout in milliseconds.
+    #[arg(long)]
+    pub failure_timeout_ms: Option<u64>,
+    /// After a restart, how long known workers keep their partitions while they reconnect (ms).
+    #[arg(long)]
+    pub recovery_grace_ms: Option<u64>,
+    /// Write the bound address to this file once listening.
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// TOML configuration file (flags override it).
+    #[arg(long, env = "RINGFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Coordinator address, HOST:PORT.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Stable worker id.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// QUIC listen address (port 0 picks a free one).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address announced to peers, if not the bound one.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Capacity weight.
+    #[arg(long)]
+    pub capacity: Option<u32>,
+    /// Data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Directory with ca.crt and this node's certificate.
+    #[arg(long)]
+    pub certs: Option<PathBuf>,
+    /// Base name of this node's certificate files [default: the worker id].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Cluster name.
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// Write the bound address to this file once listening.
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+    /// Serve the DHT over RESP (Redis protocol) on this address (port 0 picks one).
+    #[arg(long)]
+    pub resp_listen: Option<SocketAddr>,
+    /// DHT durability: 0 fsyncs every write before acknowledging it; N > 0 acknowledges
+    /// writes the OS has and fsyncs every N ms (config key `dht.fsync_interval_ms`).
+    #[arg(long)]
+    pub fsync_interval_ms: Option<u64>,
+    /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+}
 
 /// Reads a TOML config file, naming the file and line of any mistake.
 pub fn load_toml<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
@@ -140,28 +233,7 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
 pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Result<ExitCode> {
     let cfg = worker_config(&a)?;
     actix_rt::System::new().block_on(async move {
-        let dht = ringflow_dht::DhtConfig {
-            max_key: cfg.dht.max_key,
-            max_value: cfg.dht.max_value,
-            sync: cfg.dht.fsync_interval_ms == 0,
-            sync_interval: std::time::Duration::from_millis(cfg.dht.fsync_interval_ms.max(1)),
-            tombstone_grace: (cfg.dht.tombstone_grace_s > 0)
-                .then(|| std::time::Duration::from_secs(cfg.dht.tombstone_grace_s)),
-            ..ringflow_dht::DhtConfig::default()
-        };
-        let mut registry = registry;
-        let identity = crate::TlsIdentity::from_dir(&cfg.tls.certs_dir, &cfg.tls.name)?;
-        registry.provide(crate::dht_sink::DhtBackend::start(
-            cfg.coordinator.clone(),
-            identity,
-            cfg.cluster.clone(),
-        ));
-        registry.operator::<crate::dht_sink::DhtSink>("sink.dht");
-        let services = vec![
-            dht_with_resp(dht, cfg.dht.resp_listen),
-            ringflow_runtime::service(registry),
-        ];
-        let handle = WorkerHandle::start_with(cfg, services).await?;
+        let handle = crate::node::start_worker(cfg, registry).await?;
         write_addr_file(a.addr_file.as_deref(), handle.local_addr())?;
         notify_or_warn("STATUS=joining the cluster");
         // Ready only once joined: a unit ordered after this one finds a serving worker.
@@ -179,29 +251,6 @@ pub fn worker(a: WorkerArgs, registry: ringflow_stream::Registry) -> anyhow::Res
         handle.shutdown().await?;
         tracing::info!("worker stopped");
         Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// The DHT service, and its RESP port if `resp_listen` is set: bound once the store is open,
-/// advertised as the service's `resp` address, served next to it on the network thread.
-fn dht_with_resp(
-    dht: ringflow_dht::DhtConfig,
-    resp_listen: Option<std::net::SocketAddr>,
-) -> ringflow_cluster::ServiceFactory {
-    Box::new(move |ctx| {
-        let mut service = ringflow_dht::DhtService::open(dht, ctx)?;
-        let gateway = resp_listen
-            .map(ringflow_dht::resp::Gateway::bind)
-            .transpose()
-            .map_err(|e| ringflow_cluster::ClusterError::Service(e.to_string()))?;
-        if let Some(g) = &gateway {
-            service.advertise("resp", g.local_addr());
-        }
-        let service = service.start();
-        if let Some(g) = gateway {
-            g.spawn(service.clone());
-        }
-        Ok(service as std::rc::Rc<dyn ringflow_cluster::WorkerService>)
     })
 }
 

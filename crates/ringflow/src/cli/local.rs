@@ -11,7 +11,44 @@ use crate::{certs, MemberState, Role};
 use anyhow::{bail, Context};
 
 use super::status::{connect, healthy, render};
-use crate::cli::LocalArgs;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// Number of workers.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Directory for certificates, data and logs [default: ~/.local/share/ringflow/local].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Coordinator port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 7400)]
+    pub port: u16,
+    /// Partition count of a new cluster (power of two).
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Replication factor.
+    #[arg(long)]
+    pub replication: Option<u32>,
+    /// Failure timeout in milliseconds.
+    #[arg(long)]
+    pub failure_timeout_ms: Option<u64>,
+    /// Delete the data left by an earlier run first.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Do not write the client profile.
+    #[arg(long)]
+    pub no_profile: bool,
+    /// Do not open the workers' Redis-protocol ports.
+    #[arg(long)]
+    pub no_resp: bool,
+    /// Serve Prometheus metrics from every node on a free loopback port (printed).
+    #[arg(long)]
+    pub metrics: bool,
+    /// The workers' `--fsync-interval-ms` (DHT durability; default 0: every write).
+    #[arg(long)]
+    pub fsync_interval_ms: Option<u64>,
+}
 
 struct Proc {
     name: String,

@@ -14,8 +14,38 @@ use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
 
-use crate::cli::{ConfigCommand, ConfigRole};
 use crate::{CoordinatorConfig, WorkerConfig};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Report every mistake in coordinator or worker config files, each with its line
+    /// (`FILE:LINE:COL: message`); exit 1 if there is any.
+    Check(ConfigCheckArgs),
+}
+
+/// Which node a config file is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigRole {
+    /// `ringflow coordinator --config FILE`.
+    Coordinator,
+    /// `ringflow worker --config FILE`.
+    Worker,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// The files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The node the files are for [default: told from the keys or the file name].
+    #[arg(long, value_enum)]
+    pub role: Option<ConfigRole>,
+    /// Do not check that the certificate files the config names exist here.
+    #[arg(long)]
+    pub skip_files: bool,
+}
 
 /// One mistake: where (a byte range of the file, if it is in the file) and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
