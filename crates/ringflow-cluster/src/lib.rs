@@ -14,6 +14,7 @@
 //! ([`metrics`]).
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod error;

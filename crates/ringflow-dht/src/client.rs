@@ -76,14 +76,11 @@ impl DhtClient {
             .assignment
             .primary(PartitionId(partition))
             .ok_or(DhtError::NoOwner(partition))?;
-        let peer = view
-            .peers
-            .iter()
-            .find(|p| &p.id == id)
+        let addr = view
+            .addr_of(id)
             .ok_or_else(|| DhtError::Peer(format!("no address for {id}")))?;
-        peer.addr
-            .parse()
-            .map_err(|_| DhtError::Peer(format!("bad address {:?} for {id}", peer.addr)))
+        addr.parse()
+            .map_err(|_| DhtError::Peer(format!("bad address {addr:?} for {id}")))
     }
 
     /// Sends one partition's request to its primary, following redirects.

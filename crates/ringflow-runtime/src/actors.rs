@@ -8,9 +8,10 @@
 //! their previous output has been accepted.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
+use ringflow_cluster::clock::now_ms;
 use ringflow_proto::VertexStatus;
 use ringflow_stream::instance::{InstanceMetrics, OperatorInstance, Outgoing, SourceInstance};
 use ringflow_stream::SourcePoll;
@@ -18,14 +19,6 @@ use tokio::sync::mpsc;
 
 use crate::credit::{Delivery, InputQueue, QueueGauge};
 use crate::edge::Outlets;
-
-/// Processing time handed to the instances: ms since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// What instances tell their job.
 #[derive(Debug)]

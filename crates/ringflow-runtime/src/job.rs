@@ -9,15 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
+use ringflow_cluster::clock::now_ms;
 use ringflow_net::{Connection, Endpoint};
 use ringflow_proto::{EdgeOpen, JobPrepare, VertexStatus};
 use ringflow_ring::RingConfig;
-use ringflow_stream::instance::{InstanceConfig, Routing};
+use ringflow_stream::instance::{self, Routing};
 use ringflow_stream::registry::Instance;
 use ringflow_stream::{plan, InitContext, JobPlan, JobSpec, PortType, Registry};
 use tokio::sync::mpsc;
 
-use crate::actors::{now_ms, InstanceEvent, OperatorActor, SharedStatus, SourceActor};
+use crate::actors::{InstanceEvent, OperatorActor, SharedStatus, SourceActor};
 use crate::credit::{self, CreditSender, InputQueue, QueueGauge};
 use crate::edge::{self, Outlets, Target};
 
@@ -110,25 +111,7 @@ impl LocalJob {
                 }
                 Some((queue, gauge))
             };
-            let instances = plan.instances(v, n);
-            let init = InitContext {
-                vertex: vp.name.clone(),
-                instance: if vp.single { 0 } else { index },
-                instances,
-                validate_only: false,
-                ..init.clone()
-            };
-            let cfg = InstanceConfig {
-                vertex: vp.name.clone(),
-                inputs: chans.len(),
-                outputs: plan.out_edges(v, init.instance, n),
-                routing: Some(routing.clone()),
-                batch_size: s.batch_size,
-                linger_ms: s.linger_ms,
-                idle_timeout_ms: s.idle_timeout_ms,
-            };
-            let instance = registry
-                .instantiate(&vp.operator, &plan.spec.vertices[v].config, &init, cfg, now)
+            let instance = instance::build(&plan, registry, v, index, n, &init, &routing, now)
                 .map_err(|e| e.to_string())?;
             statuses.push((
                 v,

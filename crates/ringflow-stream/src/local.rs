@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use ringflow_ring::RingConfig;
 
-use crate::instance::{InstanceConfig, InstanceMetrics, Outgoing, Routing};
+use crate::instance::{self, InstanceMetrics, Outgoing, Routing};
 use crate::operator::InitContext;
 use crate::plan::JobPlan;
 use crate::registry::{Instance, Registry};
@@ -40,10 +40,9 @@ impl LocalRunner {
     ) -> Result<Self, StreamError> {
         let workers = workers.max(1);
         let routing = Routing::round_robin(ring, workers as u32);
-        let s = plan.spec.settings.clone();
         let mut instances = Vec::new();
         let mut channels = HashMap::new();
-        for (v, vp) in plan.vertices.iter().enumerate() {
+        for v in 0..plan.vertices.len() {
             let n = plan.instances(v, workers);
             let mut row = Vec::new();
             for i in 0..n {
@@ -51,9 +50,9 @@ impl LocalRunner {
                 for (c, &(e, sender)) in chans.iter().enumerate() {
                     channels.insert((v, i, e, sender), c);
                 }
-                let init = InitContext {
+                let base = InitContext {
                     job: "local".into(),
-                    vertex: vp.name.clone(),
+                    vertex: String::new(),
                     worker: format!("w{i}"),
                     instance: i,
                     instances: n,
@@ -62,22 +61,8 @@ impl LocalRunner {
                     validate_only: false,
                     extensions: registry.extensions().clone(),
                 };
-                let inst = InstanceConfig {
-                    vertex: vp.name.clone(),
-                    inputs: chans.len(),
-                    outputs: plan.out_edges(v, i, workers),
-                    routing: Some(routing.clone()),
-                    batch_size: s.batch_size,
-                    linger_ms: s.linger_ms,
-                    idle_timeout_ms: s.idle_timeout_ms,
-                };
-                let config = &plan.spec.vertices[v].config;
-                row.push(Some(registry.instantiate(
-                    &vp.operator,
-                    config,
-                    &init,
-                    inst,
-                    now,
+                row.push(Some(instance::build(
+                    &plan, registry, v, i, workers, &base, &routing, now,
                 )?));
             }
             instances.push(row);

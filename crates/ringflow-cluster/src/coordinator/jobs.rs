@@ -21,6 +21,7 @@ use ringflow_ring::{PartitionId, WorkerId};
 use ringflow_stream::JobSpec;
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::now_ms;
 use crate::net::open_service_stream;
 use ringflow_proto::STREAM_SERVICE;
 
@@ -29,13 +30,6 @@ const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most jobs kept (oldest terminal jobs are forgotten first).
 const MAX_JOBS: usize = 1000;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 struct JobRecord {
     info: JobInfo,

@@ -74,8 +74,7 @@ impl DhtService {
             .replicas(PartitionId(partition))
             .into_iter()
             .filter(|id| **id != self.me)
-            .filter_map(|id| view.peers.iter().find(|p| &p.id == id))
-            .filter_map(|p| p.addr.parse().ok())
+            .filter_map(|id| view.socket_addr_of(id))
             .collect()
     }
 
@@ -127,13 +126,7 @@ impl DhtService {
         previous: Option<&ClusterView>,
         current: &ClusterView,
     ) {
-        let addr_of = |id: &WorkerId| {
-            current
-                .peers
-                .iter()
-                .find(|p| &p.id == id)
-                .and_then(|p| p.addr.parse::<SocketAddr>().ok())
-        };
+        let addr_of = |id: &WorkerId| current.socket_addr_of(id);
         // Partitions with the same sources are copied together.
         let mut groups: BTreeMap<Vec<WorkerId>, Vec<u32>> = BTreeMap::new();
         for &partition in gained {
@@ -194,12 +187,7 @@ impl DhtService {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
-            let addr_of = |id: &WorkerId| {
-                view.peers
-                    .iter()
-                    .find(|p| &p.id == id)
-                    .and_then(|p| p.addr.parse::<SocketAddr>().ok())
-            };
+            let addr_of = |id: &WorkerId| view.socket_addr_of(id);
             let current: BTreeSet<SocketAddr> = partitions
                 .iter()
                 .flat_map(|&p| self.replica_addrs(&view, p))

@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ringflow_cluster::{ClusterError, ServiceContext, ServiceFactory, WorkerService};
 use ringflow_proto::{ClusterView, PeerRole};
@@ -53,14 +53,6 @@ pub fn service(cfg: DhtConfig) -> ServiceFactory {
 /// A stable node number for version tie-breaking.
 pub fn node_number(id: &WorkerId) -> u32 {
     xxhash_rust::xxh3::xxh3_64(id.0.as_bytes()) as u32
-}
-
-/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The DHT service.

@@ -31,12 +31,7 @@ impl DhtService {
             return None;
         }
         let replicas: Vec<WorkerId> = view.assignment.replicas(p).into_iter().cloned().collect();
-        let addr_of = |id: &WorkerId| {
-            view.peers
-                .iter()
-                .find(|peer| &peer.id == id)
-                .and_then(|peer| peer.addr.parse::<SocketAddr>().ok())
-        };
+        let addr_of = |id: &WorkerId| view.socket_addr_of(id);
         Some(Placement {
             epoch: view.epoch(),
             primary: replicas.first().cloned(),
@@ -77,7 +72,7 @@ impl DhtService {
                 let primary = v
                     .assignment
                     .primary(PartitionId(partition))
-                    .and_then(|id| v.peers.iter().find(|p| &p.id == id).map(|p| p.addr.clone()));
+                    .and_then(|id| v.addr_of(id).map(str::to_owned));
                 (v.epoch(), primary)
             }
             None => (0, None),
@@ -124,12 +119,7 @@ impl DhtService {
             let resp = match primary {
                 None => Err(DhtError::NoOwner(partition)),
                 Some(id) if id == self.me => Ok(self.handle(req).await),
-                Some(id) => match view
-                    .peers
-                    .iter()
-                    .find(|p| p.id == id)
-                    .and_then(|p| p.addr.parse().ok())
-                {
+                Some(id) => match view.socket_addr_of(&id) {
                     Some(addr) => self.forward.call(addr, req).await,
                     None => Err(DhtError::Peer(format!("no address for {id}"))),
                 },

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use ringflow_proto::ClusterView;
 use ringflow_ring::PartitionId;
 
-use super::{now_ms, DhtService};
+use super::DhtService;
+use ringflow_cluster::clock::now_ms;
 
 impl DhtService {
     /// Follows the worker's views: starts a handoff for every partition this node gains.

@@ -7,10 +7,11 @@ use std::rc::Rc;
 use ringflow_ring::PartitionId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{now_ms, DhtService};
+use super::DhtService;
 use crate::store::Write;
 use crate::wire::{DhtRequest, DhtResponse};
 use crate::{DhtError, Entry};
+use ringflow_cluster::clock::now_ms;
 
 impl DhtService {
     fn check_sizes<'a>(

@@ -13,6 +13,10 @@ mod source;
 use std::collections::BTreeMap;
 
 use crate::data::EventTime;
+use crate::operator::InitContext;
+use crate::plan::JobPlan;
+use crate::registry::{Instance, Registry};
+use crate::StreamError;
 
 pub use crate::outputs::Outgoing;
 pub use crate::routing::{OutEdge, Routing};
@@ -39,6 +43,42 @@ pub struct InstanceConfig {
     pub linger_ms: u64,
     /// Quiet time after which an input stops holding back the watermark (ms).
     pub idle_timeout_ms: u64,
+}
+
+/// Builds instance `index` of vertex `v` of `plan` among `workers` workers: its init
+/// context (`base` with this vertex, index and instance count), its inputs and outputs
+/// from the plan, batching from the job's settings, and the operator from `registry`.
+/// The one way instances are made, on a cluster worker and in [`crate::LocalRunner`].
+#[allow(clippy::too_many_arguments)]
+pub fn build(
+    plan: &JobPlan,
+    registry: &Registry,
+    v: usize,
+    index: usize,
+    workers: usize,
+    base: &InitContext,
+    routing: &Routing,
+    now: u64,
+) -> Result<Instance, StreamError> {
+    let vp = &plan.vertices[v];
+    let s = &plan.spec.settings;
+    let init = InitContext {
+        vertex: vp.name.clone(),
+        instance: index,
+        instances: plan.instances(v, workers),
+        validate_only: false,
+        ..base.clone()
+    };
+    let cfg = InstanceConfig {
+        vertex: vp.name.clone(),
+        inputs: plan.input_channels(v, index, workers).len(),
+        outputs: plan.out_edges(v, index, workers),
+        routing: Some(routing.clone()),
+        batch_size: s.batch_size,
+        linger_ms: s.linger_ms,
+        idle_timeout_ms: s.idle_timeout_ms,
+    };
+    registry.instantiate(&vp.operator, &plan.spec.vertices[v].config, &init, cfg, now)
 }
 
 /// Counters of one instance.
