@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use ringflow_ring::{
-    moved_fraction, plan, Assignment, RingConfig, RingError, WorkerSpec, DEFAULT_PARTITIONS,
+    assign, moved_fraction, Assignment, RingConfig, RingError, WorkerSpec, DEFAULT_PARTITIONS,
     DEFAULT_REPLICATION,
 };
 
@@ -101,14 +101,14 @@ fn run(args: &Args) -> Result<bool, RingError> {
     for &n in SIZES.iter().filter(|&&n| n <= args.max) {
         let specs = workers(n);
         let t = Instant::now();
-        let fresh = plan(None, &specs, config)?;
+        let fresh = assign(None, &specs, config)?;
         let plan_ms = t.elapsed().as_secs_f64() * 1e3;
         fresh.validate()?;
         let (load, prim) = balance(&fresh, &specs);
 
         let joined_specs = workers(n + 1);
         let t = Instant::now();
-        let joined = plan(Some(&fresh), &joined_specs, config)?;
+        let joined = assign(Some(&fresh), &joined_specs, config)?;
         let join_ms = t.elapsed().as_secs_f64() * 1e3;
         joined.validate()?;
         let join = moved_fraction(&fresh, &joined);
@@ -117,7 +117,7 @@ fn run(args: &Args) -> Result<bool, RingError> {
 
         let mut left_specs = specs.clone();
         left_specs.remove(n / 2);
-        let left = plan(Some(&fresh), &left_specs, config)?;
+        let left = assign(Some(&fresh), &left_specs, config)?;
         left.validate()?;
         let leave = moved_fraction(&fresh, &left);
         let leave_ideal = 1.0 / n as f64;
@@ -145,7 +145,7 @@ fn run(args: &Args) -> Result<bool, RingError> {
     let mixed: Vec<WorkerSpec> = (0..10)
         .map(|i| WorkerSpec::new(format!("mixed-{i:02}"), [1, 2, 4][i % 3]))
         .collect();
-    let a = plan(None, &mixed, config)?;
+    let a = assign(None, &mixed, config)?;
     a.validate()?;
     let counts = a.counts();
     let total_cap: u32 = mixed.iter().map(|s| s.capacity).sum();

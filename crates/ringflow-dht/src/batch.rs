@@ -109,3 +109,22 @@ pub(crate) async fn read<R: Router>(
     }
     Ok(out)
 }
+
+/// What one routed attempt came to: `Ok` with the final answer (a refusal is final
+/// too), or `Err` with the reason to try again with a newer view (a redirect, a
+/// transient unavailability such as replicas catching up or a failover in progress, a
+/// transport failure); the caller reports that reason only if it lasts.
+pub(crate) fn settle(
+    resp: Result<DhtResponse, DhtError>,
+    partition: u32,
+) -> Result<Result<DhtResponse, DhtError>, DhtError> {
+    match resp {
+        Ok(DhtResponse::Moved { .. }) => {
+            Err(DhtError::Peer(format!("partition {partition} moved")))
+        }
+        Ok(DhtResponse::Unavailable { reason }) => Err(DhtError::Unavailable(reason)),
+        Ok(DhtResponse::Error { message }) => Ok(Err(DhtError::Refused(message))),
+        Ok(r) => Ok(Ok(r)),
+        Err(e) => Err(e),
+    }
+}

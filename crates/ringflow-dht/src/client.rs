@@ -106,16 +106,9 @@ impl DhtClient {
                     continue;
                 }
             };
-            match self.pool.call(addr, &make(view.epoch())).await {
-                Ok(DhtResponse::Moved { .. }) => {
-                    last = DhtError::Peer(format!("partition {partition} moved"))
-                }
-                // Transient (replicas catching up after a restart, a failover in
-                // progress): retry, and report it only if it lasts.
-                Ok(DhtResponse::Unavailable { reason }) => last = DhtError::Unavailable(reason),
-                Ok(DhtResponse::Error { message }) => return Err(DhtError::Refused(message)),
-                Ok(r) => return Ok(r),
-                Err(e) => last = e,
+            match crate::batch::settle(self.pool.call(addr, &make(view.epoch())).await, partition) {
+                Ok(done) => return done,
+                Err(retry) => last = retry,
             }
         }
         Err(last)

@@ -276,7 +276,7 @@ pub enum ControlMsg {
 mod tests {
     use super::*;
     use crate::{codec::decode_body, encode_frame, FrameDecoder, DEFAULT_MAX_FRAME};
-    use ringflow_ring::{plan, RingConfig, WorkerSpec};
+    use ringflow_ring::{assign, RingConfig, WorkerSpec};
 
     #[test]
     fn view_with_full_table_roundtrips_and_is_compact() {
@@ -287,7 +287,7 @@ mod tests {
                 capacity: 1,
             })
             .collect();
-        let assignment = plan(None, &workers, cfg).expect("plan");
+        let assignment = assign(None, &workers, cfg).expect("plan");
         let view = ClusterView {
             peers: workers
                 .iter()
@@ -320,7 +320,7 @@ mod tests {
             capacity: 1,
         }];
         let view = ClusterView {
-            assignment: plan(None, &workers, cfg).expect("plan"),
+            assignment: assign(None, &workers, cfg).expect("plan"),
             peers: vec![
                 PeerInfo {
                     id: WorkerId("w1".into()),

@@ -2,24 +2,24 @@
 //! and the weighted, sticky assignment of partition replica sets to workers with movement diffs.
 //! Pure and deterministic (sans-IO): the coordinator plans tables here, every node routes by them.
 //!
-//! Entry points: [`RingConfig::partition_for_key`] (key -> partition), [`plan`]
+//! Entry points: [`RingConfig::partition_for_key`] (key -> partition), [`assign`]
 //! (membership -> next [`Assignment`]), [`diff`] / [`moved_fraction`] (what moves);
 //! [`rng`] is the seeded SplitMix64 generator shared by deterministic code elsewhere.
 
 #![warn(missing_docs)]
 
+mod assign;
 mod assignment;
 mod error;
-mod plan;
 pub mod rng;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use assign::assign;
 pub use assignment::{diff, moved_fraction, Assignment, Move, NO_OWNER};
 pub use error::RingError;
-pub use plan::plan;
 
 /// Default number of partitions (power of two). Same as Redis Cluster's slot count.
 pub const DEFAULT_PARTITIONS: u32 = 16384;
@@ -145,7 +145,7 @@ impl Default for RingConfig {
     }
 }
 
-/// A worker offered to [`plan`], with its relative capacity.
+/// A worker offered to [`assign`], with its relative capacity.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerSpec {
     /// The worker's id.

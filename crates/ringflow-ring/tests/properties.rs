@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use ringflow_ring::{diff, plan, Assignment, PartitionId, RingConfig, WorkerId, WorkerSpec};
+use ringflow_ring::{assign, diff, Assignment, PartitionId, RingConfig, WorkerId, WorkerSpec};
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -109,7 +109,7 @@ proptest! {
 
     #[test]
     fn fresh_plans_are_valid_and_weighted((config, specs) in cluster()) {
-        let a = plan(None, &specs, config).expect("plan");
+        let a = assign(None, &specs, config).expect("plan");
         prop_assert_eq!(a.epoch(), 1);
         check_table(&a, &specs, config);
         check_shares(&a, &specs, config);
@@ -117,7 +117,7 @@ proptest! {
 
     #[test]
     fn deterministic_under_shuffle((config, specs) in cluster(), seed in any::<u64>()) {
-        let a = plan(None, &specs, config).expect("plan");
+        let a = assign(None, &specs, config).expect("plan");
         let mut shuffled = specs.clone();
         // Deterministic Fisher-Yates from the seed.
         let mut x = seed | 1;
@@ -127,27 +127,27 @@ proptest! {
             x ^= x << 17;
             shuffled.swap(i, (x % (i as u64 + 1)) as usize);
         }
-        let b = plan(None, &shuffled, config).expect("plan");
+        let b = assign(None, &shuffled, config).expect("plan");
         prop_assert_eq!(&a, &b);
         let joined: Vec<WorkerSpec> =
             shuffled.iter().cloned().chain([WorkerSpec::new("new", 2)]).collect();
         let mut joined_rev = joined.clone();
         joined_rev.reverse();
         prop_assert_eq!(
-            plan(Some(&a), &joined, config).expect("plan"),
-            plan(Some(&b), &joined_rev, config).expect("plan")
+            assign(Some(&a), &joined, config).expect("plan"),
+            assign(Some(&b), &joined_rev, config).expect("plan")
         );
     }
 
     #[test]
     fn idempotent((config, specs) in cluster()) {
-        let a = plan(None, &specs, config).expect("plan");
-        let b = plan(Some(&a), &specs, config).expect("plan");
+        let a = assign(None, &specs, config).expect("plan");
+        let b = assign(Some(&a), &specs, config).expect("plan");
         prop_assert_eq!(&a, &b);
         // Also after a change.
         let fewer = &specs[..specs.len().div_ceil(2)];
-        let c = plan(Some(&a), fewer, config).expect("plan");
-        let d = plan(Some(&c), fewer, config).expect("plan");
+        let c = assign(Some(&a), fewer, config).expect("plan");
+        let d = assign(Some(&c), fewer, config).expect("plan");
         prop_assert_eq!(c.epoch(), d.epoch());
         prop_assert_eq!(c, d);
     }
@@ -157,10 +157,10 @@ proptest! {
         // Keep the replica-set width unchanged by the join.
         let replication = config.replication.min(specs.len());
         let config = RingConfig::new(config.partitions, replication).expect("config");
-        let a = plan(None, &specs, config).expect("plan");
+        let a = assign(None, &specs, config).expect("plan");
         let mut joined = specs.clone();
         joined.push(WorkerSpec::new("joiner", cap));
-        let b = plan(Some(&a), &joined, config).expect("plan");
+        let b = assign(Some(&a), &joined, config).expect("plan");
         // The joiner may be apportioned nothing (tiny share), then nothing changes.
         prop_assert!(b.epoch() == a.epoch() + 1 || b == a);
         check_table(&b, &joined, config);
@@ -186,13 +186,13 @@ proptest! {
     #[test]
     fn leave_moves_only_the_leavers_slots((config, specs) in cluster(), pick in any::<prop::sample::Index>()) {
         prop_assume!(specs.len() >= 2);
-        let a = plan(None, &specs, config).expect("plan");
+        let a = assign(None, &specs, config).expect("plan");
         let gone = pick.index(specs.len());
         let gone_id = specs[gone].id.clone();
         let held = a.partitions_of(&gone_id).len();
         let mut left = specs.clone();
         left.remove(gone);
-        let b = plan(Some(&a), &left, config).expect("plan");
+        let b = assign(Some(&a), &left, config).expect("plan");
         check_table(&b, &left, config);
         check_shares(&b, &left, config);
         prop_assert!(b.partitions_of(&gone_id).is_empty());
@@ -214,7 +214,7 @@ proptest! {
         ops in prop::collection::vec((0u8..4, any::<prop::sample::Index>(), 1u32..=4), 1..6),
     ) {
         let mut live = specs;
-        let mut table = plan(None, &live, config).expect("plan");
+        let mut table = assign(None, &live, config).expect("plan");
         let mut next_id = 0;
         for (op, ix, cap) in ops {
             match op {
@@ -235,7 +235,7 @@ proptest! {
                     live.truncate(keep.max(1));
                 }
             }
-            let next = plan(Some(&table), &live, config).expect("plan");
+            let next = assign(Some(&table), &live, config).expect("plan");
             prop_assert!(next.epoch() >= table.epoch());
             check_table(&next, &live, config);
             check_shares(&next, &live, config);
@@ -243,7 +243,7 @@ proptest! {
         }
         // A replication change keeps the table valid too.
         let wider = RingConfig::new(config.partitions, config.replication % 4 + 1).expect("config");
-        let resized = plan(Some(&table), &live, wider).expect("plan");
+        let resized = assign(Some(&table), &live, wider).expect("plan");
         check_table(&resized, &live, wider);
         check_shares(&resized, &live, wider);
     }

@@ -10,7 +10,7 @@ use ringflow_proto::{
     ClusterStatus, ClusterView, ErrorCode, ErrorReply, Heartbeat, HeartbeatAck, JoinRequest,
     MemberState, MemberStatus, PeerInfo,
 };
-use ringflow_ring::{plan, Assignment, RingConfig, WorkerId, WorkerSpec};
+use ringflow_ring::{assign, Assignment, RingConfig, WorkerId, WorkerSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::ClusterError;
@@ -204,7 +204,7 @@ impl CoordinatorCore {
                 capacity: m.capacity,
             })
             .collect();
-        let next = plan(Some(&self.assignment), &specs, self.ring)?;
+        let next = assign(Some(&self.assignment), &specs, self.ring)?;
         let changed = next != self.assignment;
         self.assignment = next;
         Ok(changed)

@@ -94,7 +94,7 @@ impl WorkerCore {
 mod tests {
     use super::*;
     use ringflow_proto::PeerInfo;
-    use ringflow_ring::{plan, RingConfig, WorkerSpec};
+    use ringflow_ring::{assign, RingConfig, WorkerSpec};
 
     fn specs(n: usize) -> Vec<WorkerSpec> {
         (0..n)
@@ -119,8 +119,8 @@ mod tests {
     #[test]
     fn epochs_only_move_forward() {
         let cfg = RingConfig::new(64, 2).unwrap();
-        let a1 = plan(None, &specs(2), cfg).unwrap();
-        let a2 = plan(Some(&a1), &specs(3), cfg).unwrap();
+        let a1 = assign(None, &specs(2), cfg).unwrap();
+        let a2 = assign(Some(&a1), &specs(3), cfg).unwrap();
         assert!(a2.epoch() > a1.epoch());
         let mut w = WorkerCore::new("w0".into());
         assert!(matches!(

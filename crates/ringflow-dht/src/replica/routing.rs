@@ -124,16 +124,9 @@ impl DhtService {
                     None => Err(DhtError::Peer(format!("no address for {id}"))),
                 },
             };
-            match resp {
-                Ok(DhtResponse::Moved { .. }) => {
-                    last = DhtError::Peer(format!("partition {partition} moved"))
-                }
-                // Transient (replicas catching up after a restart, a failover in
-                // progress): retry, and report it only if it lasts.
-                Ok(DhtResponse::Unavailable { reason }) => last = DhtError::Unavailable(reason),
-                Ok(DhtResponse::Error { message }) => return Err(DhtError::Refused(message)),
-                Ok(r) => return Ok(r),
-                Err(e) => last = e,
+            match crate::batch::settle(resp, partition) {
+                Ok(done) => return done,
+                Err(retry) => last = retry,
             }
             // Wait (briefly) for a newer view before retrying.
             let _ = tokio::time::timeout(Duration::from_millis(500), views.changed()).await;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use ringflow_proto::{ClusterView, PeerInfo};
 use ringflow_resp::{Command, Reply};
-use ringflow_ring::{plan, RingConfig, WorkerId, WorkerSpec};
+use ringflow_ring::{assign, RingConfig, WorkerId, WorkerSpec};
 
 use super::dispatch::{local_command, Outcome};
 use super::session::{Session, Shared};
@@ -47,7 +47,7 @@ pub(crate) fn view(partitions: u32, replication: usize, peers: Vec<PeerInfo>) ->
         .collect();
     let config = RingConfig::new(partitions, replication).unwrap();
     ClusterView {
-        assignment: plan(None, &specs, config).unwrap(),
+        assignment: assign(None, &specs, config).unwrap(),
         peers,
     }
 }

@@ -24,7 +24,7 @@ use crate::sort::{
 use crate::{Cluster, ClusterClient, TlsIdentity};
 
 /// What the command line asked for, checked and resolved.
-struct Plan {
+struct CheckedArgs {
     format: String,
     key_field: Option<usize>,
     delimiter: String,
@@ -115,7 +115,7 @@ impl Stop {
     }
 }
 
-impl Plan {
+impl CheckedArgs {
     /// The driver's plan: workers read the inputs, or this client streams them.
     fn sort_plan(&self, a: &SortArgs) -> Result<SortPlan, Stop> {
         let input = if self.from_client {
@@ -198,7 +198,7 @@ impl SortObserver for Observer {
     }
 }
 
-fn check_args(a: &SortArgs) -> anyhow::Result<Plan> {
+fn check_args(a: &SortArgs) -> anyhow::Result<CheckedArgs> {
     let format = a.format.clone().unwrap_or_else(|| "gensort".into());
     let delimiter = a.delimiter.clone().unwrap_or_else(|| "\t".into());
     sortops::Format::parse(&format, a.key_field, &delimiter).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -257,7 +257,7 @@ fn check_args(a: &SortArgs) -> anyhow::Result<Plan> {
             bail!("--single-file must not be a part file of the output directory");
         }
     }
-    Ok(Plan {
+    Ok(CheckedArgs {
         format,
         key_field: a.key_field,
         delimiter,
@@ -330,7 +330,7 @@ fn counter(v: &VertexStatus, name: &str) -> u64 {
 
 async fn sort(
     a: &SortArgs,
-    plan: &Plan,
+    plan: &CheckedArgs,
     profile: &Profile,
     client: &ClusterClient,
     show_progress: bool,
@@ -647,7 +647,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(show: bool, plan: &Plan) -> Self {
+    fn new(show: bool, plan: &CheckedArgs) -> Self {
         if !show {
             return Progress {
                 _multi: None,

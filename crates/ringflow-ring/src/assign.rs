@@ -45,7 +45,7 @@ const NONE: u32 = NO_OWNER;
 ///
 /// Errors: invalid `config`, an invalid `previous` table, a `previous` with another
 /// partition count, duplicate or empty worker ids, zero capacities.
-pub fn plan(
+pub fn assign(
     previous: Option<&Assignment>,
     workers: &[WorkerSpec],
     config: RingConfig,
@@ -749,21 +749,21 @@ mod tests {
         let c = RingConfig::new(64, 3).expect("config");
         let dup = vec![WorkerSpec::new("a", 1), WorkerSpec::new("a", 2)];
         assert_eq!(
-            plan(None, &dup, c),
+            assign(None, &dup, c),
             Err(RingError::DuplicateWorker(WorkerId::from("a")))
         );
         assert_eq!(
-            plan(None, &[WorkerSpec::new("a", 0)], c),
+            assign(None, &[WorkerSpec::new("a", 0)], c),
             Err(RingError::ZeroCapacity(WorkerId::from("a")))
         );
         assert_eq!(
-            plan(None, &[WorkerSpec::new("", 1)], c),
+            assign(None, &[WorkerSpec::new("", 1)], c),
             Err(RingError::EmptyWorkerId)
         );
-        let a = plan(None, &specs(3), c).expect("plan");
+        let a = assign(None, &specs(3), c).expect("plan");
         let other = RingConfig::new(128, 3).expect("config");
         assert!(matches!(
-            plan(Some(&a), &specs(3), other),
+            assign(Some(&a), &specs(3), other),
             Err(RingError::PartitionCountMismatch { .. })
         ));
         let bad = RingConfig {
@@ -771,7 +771,7 @@ mod tests {
             replication: 3,
         };
         assert_eq!(
-            plan(None, &specs(3), bad),
+            assign(None, &specs(3), bad),
             Err(RingError::InvalidPartitions(6))
         );
     }
@@ -779,15 +779,15 @@ mod tests {
     #[test]
     fn empty_and_epochs() {
         let c = RingConfig::new(64, 3).expect("config");
-        let e = plan(None, &[], c).expect("plan");
+        let e = assign(None, &[], c).expect("plan");
         assert_eq!(e, Assignment::empty(c));
-        let a = plan(None, &specs(5), c).expect("plan");
+        let a = assign(None, &specs(5), c).expect("plan");
         assert_eq!(a.epoch(), 1);
-        let same = plan(Some(&a), &specs(5), c).expect("plan");
+        let same = assign(Some(&a), &specs(5), c).expect("plan");
         assert_eq!(same, a);
-        let b = plan(Some(&a), &specs(6), c).expect("plan");
+        let b = assign(Some(&a), &specs(6), c).expect("plan");
         assert_eq!(b.epoch(), 2);
-        let gone = plan(Some(&b), &[], c).expect("plan");
+        let gone = assign(Some(&b), &[], c).expect("plan");
         assert_eq!(gone.epoch(), 3);
         assert_eq!(gone.unowned().len(), 64);
     }
@@ -796,7 +796,7 @@ mod tests {
     fn small_clusters_fully_replicated() {
         let c = RingConfig::new(256, 3).expect("config");
         for n in 1..=5 {
-            let a = plan(None, &specs(n), c).expect("plan");
+            let a = assign(None, &specs(n), c).expect("plan");
             a.validate().expect("valid");
             assert!(a.unowned().is_empty());
             assert!(a.under_replicated(n.min(3)).is_empty());
@@ -806,14 +806,14 @@ mod tests {
     #[test]
     fn default_size_balance_and_join() {
         let c = RingConfig::default();
-        let a = plan(None, &specs(10), c).expect("plan");
+        let a = assign(None, &specs(10), c).expect("plan");
         let counts = a.counts();
         let total = 16384 * 3;
         for (slots, prim) in counts.values() {
             assert!(slots * 10 <= total + 10);
             assert!(prim * 10 <= 16384 + 10);
         }
-        let b = plan(Some(&a), &specs(11), c).expect("plan");
+        let b = assign(Some(&a), &specs(11), c).expect("plan");
         let f = moved_fraction(&a, &b);
         assert!(f <= 1.10 / 11.0, "moved {f}");
         // Only the new worker receives data.
