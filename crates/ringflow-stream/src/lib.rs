@@ -4,7 +4,7 @@
 //! name in a [`Registry`]; a [`JobSpec`] names a graph of them and [`plan()`] validates it
 //! into a [`JobPlan`]. [`instance`] drives one operator or source instance from input
 //! messages, watermarks and a clock passed in, and says what to send where (batched in
-//! [`outputs`], routed by [`routing`]): the runtime in `ringflow-cluster` only moves
+//! [`outputs`], routed by [`routing`]): the runtime in `ringflow-runtime` only moves
 //! those messages between actors and over QUIC. The built-in operators live in the
 //! `ringflow-ops` crate.
 

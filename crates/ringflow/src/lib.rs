@@ -1,8 +1,11 @@
 //! ringflow: an actor-based cluster runtime for distributed stream processing.
 //!
-//! This crate is the user-facing facade: the `ringflow` binary (coordinator, worker,
-//! local cluster, certificates, status, DHT commands) and what an application needs to
-//! talk to a cluster from Rust.
+//! This crate is the user-facing facade: what an application needs to talk to a cluster
+//! from Rust ([`Cluster`], [`Dht`], [`Sorter`]), to ship its own operators in a worker
+//! binary ([`WorkerBuilder`]), the node assembly ([`node`]), the distributed sort's driver
+//! ([`sort`]), `sink.dht`, client profiles, and the `ringflow` command line (coordinator,
+//! worker, local cluster, certificates, status, DHT, jobs, sort), which only parses, wires
+//! and prints.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
