@@ -1,5 +1,6 @@
-//! The distributed sort: the sample job, the splitters, the sort job with progress, the
-//! checks and the manifest.
+//! `ringflow sort` on a cluster: the arguments checked, the sort run by the driver
+//! (`crate::sort`) with a spinner and progress bars, then the checks, the manifest and the
+//! summary.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -149,14 +150,16 @@ impl CheckedArgs {
 
 /// Notes on stderr (unless `--json`), a spinner while sampling, bars while sorting, and
 /// the jobs to cancel on Ctrl-C.
-struct Observer {
+struct Observer<'a> {
     quiet: bool,
     show_progress: bool,
+    args: &'a CheckedArgs,
     spinner: Option<ProgressBar>,
-    progress: Progress,
+    /// The sort job's bars, drawn from its first status on.
+    progress: Option<Progress>,
 }
 
-impl SortObserver for Observer {
+impl SortObserver for Observer<'_> {
     fn note(&mut self, msg: String) {
         if !self.quiet {
             eprintln!("{msg}");
@@ -194,7 +197,10 @@ impl SortObserver for Observer {
     }
 
     fn sorting(&mut self, info: &JobInfo) {
-        self.progress.update(info);
+        let (show, args) = (self.show_progress, self.args);
+        self.progress
+            .get_or_insert_with(|| Progress::new(show, args))
+            .update(info);
     }
 }
 
@@ -346,11 +352,14 @@ async fn sort(
     let mut observer = Observer {
         quiet: a.json,
         show_progress,
+        args: plan,
         spinner: None,
-        progress: Progress::new(show_progress, plan),
+        progress: None,
     };
     let r = crate::sort::run(&cluster, client, &sort_plan, &mut observer).await;
-    observer.progress.finish();
+    if let Some(p) = observer.progress.as_mut() {
+        p.finish();
+    }
     let done = r.map_err(Stop::from_sort)?;
     let info = done.job;
     let workers = done.workers;
