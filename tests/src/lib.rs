@@ -200,6 +200,16 @@ impl NodeProc {
         }
     }
 
+    /// SIGSTOP: the process stops running (and answering) until [`NodeProc::resume`].
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`NodeProc::pause`].
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
+
     /// kill -9, and reap.
     pub fn kill9(&mut self) {
         self.signal(libc::SIGKILL);

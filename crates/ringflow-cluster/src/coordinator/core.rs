@@ -98,6 +98,8 @@ pub struct CoordinatorCore {
     members: BTreeMap<WorkerId, Member>,
     assignment: Assignment,
     next_session: u64,
+    /// When [`CoordinatorCore::tick`] last ran (to notice this coordinator's own stalls).
+    last_tick: Option<u64>,
 }
 
 impl CoordinatorCore {
@@ -120,6 +122,7 @@ impl CoordinatorCore {
             members: BTreeMap::new(),
             assignment: Assignment::empty(ring),
             next_session: 1,
+            last_tick: None,
         };
         if let Some(p) = persisted {
             if p.cluster != cluster {
@@ -329,7 +332,26 @@ impl CoordinatorCore {
     }
 
     /// Failure detection. Returns whether membership or the assignment changed.
+    ///
+    /// Ticks come every half heartbeat interval. A gap between two ticks longer than half
+    /// the failure timeout means this coordinator itself did not run (it was paused,
+    /// swapped out or suspended): the members' silence during the gap is not theirs, and
+    /// their heartbeats may still be queued. So, as after a restart, every live member
+    /// gets a full failure timeout from `now` before it can be declared dead.
     pub fn tick(&mut self, now: u64) -> Result<bool, ClusterError> {
+        if let Some(prev) = self.last_tick {
+            let gap = now.saturating_sub(prev);
+            if gap > self.timing.failure_timeout_ms / 2 {
+                tracing::warn!(
+                    gap_ms = gap,
+                    "the coordinator did not run for a while: members get a grace period"
+                );
+                for m in self.members.values_mut().filter(|m| m.is_live()) {
+                    m.last_seen = Some(now);
+                }
+            }
+        }
+        self.last_tick = Some(now);
         let mut died = false;
         for m in self.members.values_mut().filter(|m| m.is_live()) {
             let silent = now.saturating_sub(m.last_seen.unwrap_or(now));
@@ -576,6 +598,46 @@ mod tests {
         }
         assert!(!r.tick(50_500).unwrap());
         assert_eq!(r.epoch(), c.epoch());
+    }
+
+    /// A coordinator paused for many failure timeouts (SIGSTOP, a VM stall) does not empty
+    /// the ring when it resumes: members get a full timeout to be heard from again, and
+    /// only one that stays silent after that is declared dead.
+    #[test]
+    fn a_stalled_coordinator_gives_members_a_grace_period() {
+        let (mut c, s) = cluster_of(3);
+        for now in (100..=400).step_by(100) {
+            for (i, session) in s.iter().enumerate() {
+                beat(&mut c, &format!("w{i}"), *session, now).unwrap();
+            }
+            assert!(!c.tick(now).unwrap());
+        }
+        let epoch = c.epoch();
+        // The coordinator's own gap: 20 failure timeouts without a tick or a heartbeat.
+        let resumed = 20_400;
+        assert!(
+            !c.tick(resumed).unwrap(),
+            "nobody dies for the coordinator's pause"
+        );
+        assert!(c.members().all(|m| m.is_live()));
+        assert_eq!(c.epoch(), epoch);
+        // w0 and w1 are heard from again; w2 stays silent and dies one timeout later.
+        for now in (resumed + 100..=resumed + 1000).step_by(100) {
+            beat(&mut c, "w0", s[0], now).unwrap();
+            beat(&mut c, "w1", s[1], now).unwrap();
+            assert!(!c.tick(now).unwrap(), "within the grace at {now}");
+        }
+        beat(&mut c, "w0", s[0], resumed + 1100).unwrap();
+        beat(&mut c, "w1", s[1], resumed + 1100).unwrap();
+        assert!(c.tick(resumed + 1100).unwrap());
+        assert_eq!(
+            c.members.get(&"w2".into()).unwrap().state,
+            MemberState::Dead
+        );
+        assert_eq!(
+            c.members.get(&"w0".into()).unwrap().state,
+            MemberState::Alive
+        );
     }
 
     #[test]

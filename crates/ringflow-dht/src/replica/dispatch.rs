@@ -15,8 +15,91 @@ use super::metrics::{metrics, op_index};
 use super::DhtService;
 use crate::wire::{DhtRequest, DhtResponse, SERVICE};
 
+/// What replica traffic is refused with when it does not come from a worker.
+const NOT_FROM_A_WORKER: &str =
+    "replica traffic is only accepted from workers (a node certificate naming the sender)";
+
+/// Lets `req` through as sent by `sender` (the worker a node certificate names), or
+/// refuses it. Replica traffic (`Replicate`, `ReadReplica`, `Fetch`) needs a sender, and
+/// its `from` is the certificate's name whatever the request says; client requests pass.
+fn authorise(req: DhtRequest, sender: Option<&str>) -> Result<DhtRequest, DhtResponse> {
+    let refused = || DhtResponse::Error {
+        message: NOT_FROM_A_WORKER.into(),
+    };
+    match (req, sender) {
+        (
+            DhtRequest::Replicate {
+                partition,
+                writes,
+                epoch,
+                ..
+            },
+            Some(s),
+        ) => Ok(DhtRequest::Replicate {
+            partition,
+            writes,
+            epoch,
+            from: s.to_owned(),
+        }),
+        (
+            DhtRequest::ReadReplica {
+                partition,
+                keys,
+                epoch,
+                ..
+            },
+            Some(s),
+        ) => Ok(DhtRequest::ReadReplica {
+            partition,
+            keys,
+            epoch,
+            from: s.to_owned(),
+        }),
+        (
+            DhtRequest::Replicate { .. }
+            | DhtRequest::ReadReplica { .. }
+            | DhtRequest::Fetch { .. },
+            None,
+        ) => Err(refused()),
+        (req, _) => Ok(req),
+    }
+}
+
 impl DhtService {
-    /// Handles a request: the parts of a `Multi` concurrently, each counted as itself.
+    /// Handles a request from a stream: every request, and every part of a `Multi`, is
+    /// authorised on its own (see [`authorise`]) before it runs.
+    pub(super) async fn handle_from(&self, req: DhtRequest, sender: Option<&str>) -> DhtResponse {
+        let DhtRequest::Multi(parts) = req else {
+            return self.handle_authorised(req, sender).await;
+        };
+        if parts.iter().any(|p| matches!(p, DhtRequest::Multi(_))) {
+            return DhtResponse::Error {
+                message: "a batch request inside a batch request".into(),
+            };
+        }
+        let answers = crate::join::join_all(
+            parts
+                .into_iter()
+                .map(|p| self.handle_authorised(p, sender))
+                .collect(),
+        )
+        .await;
+        DhtResponse::Multi(answers)
+    }
+
+    async fn handle_authorised(&self, req: DhtRequest, sender: Option<&str>) -> DhtResponse {
+        let op = op_index(&req);
+        match authorise(req, sender) {
+            Ok(req) => self.handle_one(req).await,
+            Err(resp) => {
+                metrics().record(op, &resp, Duration::ZERO);
+                resp
+            }
+        }
+    }
+
+    /// Handles a request of this node's own (already trusted): the parts of a `Multi`
+    /// concurrently, each counted as itself.
     pub(super) async fn handle(&self, req: DhtRequest) -> DhtResponse {
         let DhtRequest::Multi(parts) = req else {
             return self.handle_one(req).await;
@@ -108,23 +191,20 @@ impl WorkerService for DhtService {
         mut recv: FramedRecv,
     ) -> LocalFuture<Result<(), ClusterError>> {
         Box::pin(async move {
-            let peer_is_node = conn.peer_is_node();
+            // The worker this stream speaks for: a node certificate that is valid for the
+            // id its hello names. Replica traffic needs one (see `authorise`).
+            let sender = match &hello.node_id {
+                Some(id)
+                    if conn.peer_is_node()
+                        && hello.role == PeerRole::Worker
+                        && conn.peer_has_name(id) =>
+                {
+                    Some(id.clone())
+                }
+                _ => None,
+            };
             while let Some(req) = recv.recv::<DhtRequest>().await? {
-                let internal = matches!(
-                    req,
-                    DhtRequest::Replicate { .. }
-                        | DhtRequest::ReadReplica { .. }
-                        | DhtRequest::Fetch { .. }
-                );
-                let resp = if internal && !(peer_is_node && hello.role == PeerRole::Worker) {
-                    let resp = DhtResponse::Error {
-                        message: "replica traffic is only accepted from workers".into(),
-                    };
-                    metrics().record(op_index(&req), &resp, Duration::ZERO);
-                    resp
-                } else {
-                    self.handle(req).await
-                };
+                let resp = self.handle_from(req, sender.as_deref()).await;
                 send.send(&resp).await?;
             }
             Ok(())

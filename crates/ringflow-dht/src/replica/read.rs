@@ -20,9 +20,12 @@ impl DhtService {
         if place.primary.as_ref() != Some(&self.me) {
             return self.moved(partition);
         }
+        if let Some(refusal) = place.below_quorum(partition, "read") {
+            return refusal;
+        }
         let p = PartitionId(partition);
         let mut best: Vec<Option<Entry>> = keys.iter().map(|k| self.store.get(p, k)).collect();
-        let needed = place.size / 2 + 1;
+        let needed = place.quorum;
         // A copy still catching up does not count towards the quorum.
         let local = usize::from(!self.syncing.borrow().contains(&partition));
         if needed > local {

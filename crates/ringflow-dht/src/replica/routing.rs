@@ -21,6 +21,24 @@ pub(super) struct Placement {
     pub(super) others: Vec<SocketAddr>,
     /// The replica set's size, this node included.
     pub(super) size: usize,
+    /// Replicas a write or read needs: a majority of the *configured* replication, not
+    /// of the live replica set, so a set shrunk by failures cannot acknowledge alone
+    /// what the replicas it lost never saw.
+    pub(super) quorum: usize,
+}
+
+impl Placement {
+    /// A refusal when fewer replicas are live than a quorum needs: nothing is read or
+    /// written (so a client may retry, as with Cassandra's `QUORUM` below a quorum).
+    pub(super) fn below_quorum(&self, partition: u32, what: &str) -> Option<DhtResponse> {
+        (self.size < self.quorum).then(|| DhtResponse::Unavailable {
+            reason: format!(
+                "partition {partition} has {} live replica(s) and a {what} needs {} \
+                 (a majority of the configured replication): refused, nothing was done",
+                self.size, self.quorum
+            ),
+        })
+    }
 }
 
 impl DhtService {
@@ -41,6 +59,7 @@ impl DhtService {
                 .filter_map(addr_of)
                 .collect(),
             size: replicas.len(),
+            quorum: view.assignment.config.replication / 2 + 1,
         })
     }
 

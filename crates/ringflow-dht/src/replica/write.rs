@@ -67,6 +67,9 @@ impl DhtService {
                 message: e.to_string(),
             };
         }
+        if let Some(refusal) = place.below_quorum(partition, "write") {
+            return refusal;
+        }
         let p = PartitionId(partition);
         // A primary still catching up on this partition may lack the newest versions:
         // learn them from the other replicas first, so the new versions stamped below
@@ -123,7 +126,7 @@ impl DhtService {
             .iter()
             .map(|w| (w.key.clone(), w.entry.clone()))
             .collect();
-        let needed = place.size / 2 + 1;
+        let needed = place.quorum;
         let (tx, mut rx) = mpsc::channel::<bool>(place.others.len().max(1));
         let req = Rc::new(DhtRequest::Replicate {
             partition,

@@ -27,7 +27,7 @@ pub struct LocalArgs {
     /// Partition count of a new cluster (power of two).
     #[arg(long)]
     pub partitions: Option<u32>,
-    /// Replication factor.
+    /// Replication factor [default: the number of workers, at most 3].
     #[arg(long)]
     pub replication: Option<u32>,
     /// Failure timeout in milliseconds.
@@ -201,9 +201,13 @@ pub fn run(a: LocalArgs) -> anyhow::Result<ExitCode> {
             if let Some(p) = a.partitions {
                 args.extend(["--partitions".into(), p.to_string()]);
             }
-            if let Some(r) = a.replication {
-                args.extend(["--replication".into(), r.to_string()]);
-            }
+            // Quorums count the configured replication: with fewer workers than three,
+            // the default replication is the number of workers, so that a local cluster of
+            // one or two still has a quorum.
+            let replication = a
+                .replication
+                .unwrap_or_else(|| (a.workers as u32).clamp(1, 3));
+            args.extend(["--replication".into(), replication.to_string()]);
             if let Some(t) = a.failure_timeout_ms {
                 args.extend(["--failure-timeout-ms".into(), t.to_string()]);
             }

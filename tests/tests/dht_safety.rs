@@ -1,0 +1,257 @@
+//! Regression tests of the DHT's safety rules, each against real processes: who may send
+//! replica traffic, and what a paused coordinator does when it resumes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringflow::ClusterClient;
+use ringflow_dht::pool::StreamPool;
+use ringflow_dht::wire::{DhtRequest, DhtResponse};
+use ringflow_dht::{DhtClient, Entry, SlotMap, Version};
+use ringflow_net::{Endpoint, NetConfig, TlsIdentity};
+use ringflow_proto::PeerRole;
+use ringflow_tests::writer::runtime;
+use ringflow_tests::{Client, ClusterOpts, TestCluster};
+
+/// A stream pool that says it is `role` / `node_id` in its hellos, whatever its
+/// certificate is.
+fn pool(identity: &TlsIdentity, role: PeerRole, node_id: Option<&str>) -> StreamPool {
+    let endpoint = Endpoint::client(identity, &NetConfig::default()).expect("endpoint");
+    StreamPool::new(
+        endpoint,
+        role,
+        node_id.map(str::to_string),
+        "ringflow".into(),
+        Duration::from_secs(15),
+    )
+}
+
+fn refused(resp: &DhtResponse) -> bool {
+    matches!(resp, DhtResponse::Error { message } if message.contains("only accepted from workers"))
+}
+
+/// Replica traffic (`Replicate`, `ReadReplica`, `Fetch`) is taken only from a node
+/// certificate valid for the worker id its hello names, and that id is the sender: a
+/// client certificate, or one worker's certificate speaking as another, is refused, also
+/// inside a batch (`Multi`), and nothing it sent is stored.
+#[test]
+fn replica_traffic_needs_a_node_certificate_that_names_its_sender() {
+    let c = TestCluster::start(ClusterOpts::default());
+    c.wait_healthy(3);
+    let certs = c.certs_dir();
+    let client_id = TlsIdentity::from_dir(&certs, "client").expect("client identity");
+    let rt = runtime();
+    rt.block_on(async {
+        let cc = ClusterClient::connect(&c.coordinator_addr().to_string(), &client_id, "ringflow")
+            .await
+            .expect("cluster client");
+        let view = cc.view().await.expect("view");
+        cc.close().await;
+        let key = b"forged-key".to_vec();
+        let partition = SlotMap::new(view.assignment.config.partitions)
+            .expect("slot map")
+            .partition_of_key(&key);
+        let replicas = view.assignment.replicas(partition);
+        let primary = replicas[0].clone();
+        let follower = replicas[1].clone();
+        let follower_addr: SocketAddr = view.socket_addr_of(&follower).expect("follower address");
+        // What the partition's primary would send its follower, as far as the request says.
+        let forged = || DhtRequest::Replicate {
+            partition: partition.0,
+            writes: vec![(
+                key.clone(),
+                Entry {
+                    version: Version {
+                        ts: u64::MAX >> 1,
+                        node: 0,
+                    },
+                    value: Some(b"forged".to_vec()),
+                },
+            )],
+            epoch: view.epoch(),
+            from: primary.0.clone(),
+        };
+        let read = || DhtRequest::ReadReplica {
+            partition: partition.0,
+            keys: vec![key.clone()],
+            epoch: view.epoch(),
+            from: primary.0.clone(),
+        };
+        let fetch = || DhtRequest::Fetch {
+            partitions: vec![partition.0],
+            after: None,
+            max_bytes: 1 << 20,
+        };
+
+        // 1. A client certificate that claims to be the primary, at the top level and
+        //    inside a batch beside an ordinary read.
+        let liar = pool(&client_id, PeerRole::Worker, Some(&primary.0));
+        for req in [forged(), read(), fetch()] {
+            let resp = liar.call(follower_addr, &req).await.expect("an answer");
+            assert!(
+                refused(&resp),
+                "{req:?} from a client certificate: {resp:?}"
+            );
+        }
+        let batch = DhtRequest::Multi(vec![
+            forged(),
+            DhtRequest::Get {
+                epoch: view.epoch(),
+                partition: partition.0,
+                keys: vec![key.clone()],
+            },
+            fetch(),
+        ]);
+        match liar.call(follower_addr, &batch).await.expect("an answer") {
+            DhtResponse::Multi(answers) => {
+                assert_eq!(answers.len(), 3, "{answers:?}");
+                assert!(
+                    refused(&answers[0]),
+                    "Replicate in a batch: {:?}",
+                    answers[0]
+                );
+                assert!(
+                    !refused(&answers[1]),
+                    "a client's Get is not replica traffic"
+                );
+                assert!(refused(&answers[2]), "Fetch in a batch: {:?}", answers[2]);
+            }
+            other => panic!("a batch gets one answer per part: {other:?}"),
+        }
+        liar.close();
+
+        // 2. A node certificate of another worker speaking as the primary.
+        let other = view
+            .peers
+            .iter()
+            .map(|p| p.id.clone())
+            .find(|id| *id != primary)
+            .expect("a worker that is not the primary");
+        let other_id = TlsIdentity::from_dir(&certs, &other.0).expect("worker identity");
+        let impostor = pool(&other_id, PeerRole::Worker, Some(&primary.0));
+        let resp = impostor
+            .call(follower_addr, &DhtRequest::Multi(vec![forged()]))
+            .await
+            .expect("an answer");
+        assert!(
+            matches!(&resp, DhtResponse::Multi(a) if a.len() == 1 && refused(&a[0])),
+            "{other} speaking as {primary}: {resp:?}"
+        );
+        impostor.close();
+
+        // Nothing forged was stored: the key reads back as never written.
+        let dht = DhtClient::connect(&c.coordinator_addr().to_string(), &client_id, "ringflow")
+            .await
+            .expect("dht client");
+        assert_eq!(dht.get(&key).await.expect("get"), None);
+        // And the workers' own replication still works.
+        dht.put(&key, b"real").await.expect("put");
+        assert_eq!(
+            dht.get(&key).await.expect("get").as_deref(),
+            Some(&b"real"[..])
+        );
+        dht.close().await;
+    });
+}
+
+/// A coordinator stopped (SIGSTOP) for several failure timeouts does not declare its
+/// workers dead when it resumes (its own pause is not their silence): the ring keeps its
+/// epoch and every worker its partitions.
+#[test]
+fn a_paused_coordinator_does_not_empty_the_ring_when_it_resumes() {
+    let opts = ClusterOpts::default();
+    let pause = Duration::from_millis(opts.failure_timeout_ms * 4);
+    let mut c = TestCluster::start(opts);
+    let before = c.wait_healthy(3);
+    let coordinator = c.coordinator.as_mut().expect("coordinator");
+    coordinator.pause();
+    // The fault itself: the coordinator does not run for four failure timeouts.
+    std::thread::sleep(pause);
+    coordinator.resume();
+    let after = c.wait_healthy(3);
+    assert_eq!(
+        after.epoch,
+        before.epoch,
+        "the coordinator's pause moved partitions:\n{}",
+        c.logs_tail(30)
+    );
+    for m in &after.members {
+        let was = before
+            .members
+            .iter()
+            .find(|b| b.id == m.id)
+            .expect("same members");
+        assert_eq!(m.partitions, was.partitions, "{}", m.id);
+    }
+}
+
+/// The recipe from the issue: `SET k OLD`; two of three workers (replication 3) stop
+/// (SIGSTOP) and are declared dead; `SET k NEW` through the one left must be refused,
+/// since one replica is not a majority of three; then that one is killed (-9) and the
+/// other two come back: `GET k` answers `OLD`, and no acknowledged write was lost.
+#[test]
+fn a_write_with_fewer_live_replicas_than_a_quorum_is_refused() {
+    let mut c = TestCluster::start(ClusterOpts::default());
+    c.wait_healthy(3);
+    let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
+    let coordinator = c.coordinator_addr().to_string();
+    let rt = runtime();
+    let connect = || async {
+        DhtClient::connect(&coordinator, &client_id, "ringflow")
+            .await
+            .expect("dht client")
+    };
+    rt.block_on(async {
+        let dht = connect().await;
+        dht.put("k", "OLD").await.expect("OLD is acknowledged");
+        dht.close().await;
+    });
+    let stopped = ["worker-1", "worker-2"];
+    for id in stopped {
+        c.workers.get_mut(id).expect("worker").pause();
+    }
+    c.wait_for("the two stopped workers are declared dead", |s| {
+        stopped.iter().all(|id| {
+            ringflow_tests::member(s, id).is_some_and(|m| m.state == ringflow::MemberState::Dead)
+        }) && s.unowned.is_empty()
+    });
+    let refused = rt.block_on(async {
+        let dht = connect().await;
+        let r = dht.put("k", "NEW").await;
+        dht.close().await;
+        r
+    });
+    assert!(
+        refused.is_err(),
+        "a write acknowledged by one replica of three: {refused:?}"
+    );
+    c.workers.get_mut("worker-3").expect("worker").kill9();
+    for id in stopped {
+        c.workers.get_mut(id).expect("worker").resume();
+    }
+    c.wait_for("the two are back and the third is dead", |s| {
+        stopped.iter().all(|id| {
+            ringflow_tests::member(s, id).is_some_and(|m| m.state == ringflow::MemberState::Alive)
+        }) && ringflow_tests::member(s, "worker-3")
+            .is_some_and(|m| m.state == ringflow::MemberState::Dead)
+    });
+    c.wait_healthy(2);
+    let deadline = std::time::Instant::now() + ringflow_tests::DEADLINE;
+    let value = rt.block_on(async {
+        let dht = connect().await;
+        loop {
+            match dht.get("k").await {
+                Ok(v) => break v,
+                Err(e) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "GET k never answered: {e}\n{}",
+                        c.logs_tail(30)
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+    assert_eq!(value.as_deref(), Some(&b"OLD"[..]));
+}
