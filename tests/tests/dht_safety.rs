@@ -154,20 +154,41 @@ fn replica_traffic_needs_a_node_certificate_that_names_its_sender() {
     });
 }
 
-/// A coordinator stopped (SIGSTOP) for several failure timeouts does not declare its
-/// workers dead when it resumes (its own pause is not their silence): the ring keeps its
-/// epoch and every worker its partitions.
+/// A coordinator that did not run for several failure timeouts (here the whole cluster
+/// was stopped, as when a machine is suspended) does not declare its workers dead when it
+/// resumes: its own pause is not their silence. Asked right after it resumes (before the
+/// workers run again), it still counts every worker live; once they run, the ring has its
+/// old epoch and every worker its partitions.
 #[test]
 fn a_paused_coordinator_does_not_empty_the_ring_when_it_resumes() {
-    let opts = ClusterOpts::default();
-    let pause = Duration::from_millis(opts.failure_timeout_ms * 4);
+    let opts = ClusterOpts {
+        // Slack for a loaded machine between the coordinator's and the workers' resume.
+        failure_timeout_ms: 5000,
+        ..ClusterOpts::default()
+    };
+    let pause = Duration::from_millis(opts.failure_timeout_ms * 2 + 1000);
     let mut c = TestCluster::start(opts);
     let before = c.wait_healthy(3);
-    let coordinator = c.coordinator.as_mut().expect("coordinator");
-    coordinator.pause();
-    // The fault itself: the coordinator does not run for four failure timeouts.
+    let ids: Vec<String> = c.workers.keys().cloned().collect();
+    for id in &ids {
+        c.workers.get_mut(id).expect("worker").pause();
+    }
+    c.coordinator.as_mut().expect("coordinator").pause();
+    // The fault itself: nothing runs for more than two failure timeouts.
     std::thread::sleep(pause);
-    coordinator.resume();
+    c.coordinator.as_mut().expect("coordinator").resume();
+    let resumed = c.status().expect("status right after the resume");
+    for id in &ids {
+        c.workers.get_mut(id).expect("worker").resume();
+    }
+    assert!(
+        resumed
+            .members
+            .iter()
+            .all(|m| m.state != ringflow::MemberState::Dead),
+        "the coordinator declared workers dead for its own pause: {:#?}",
+        resumed.members
+    );
     let after = c.wait_healthy(3);
     assert_eq!(
         after.epoch,
