@@ -98,20 +98,10 @@ impl DhtService {
         }
     }
 
-    /// Handles a request of this node's own (already trusted): the parts of a `Multi`
-    /// concurrently, each counted as itself.
+    /// Handles a request of this node's own (routing for a client it serves): authorised
+    /// as sent by this worker.
     pub(super) async fn handle(&self, req: DhtRequest) -> DhtResponse {
-        let DhtRequest::Multi(parts) = req else {
-            return self.handle_one(req).await;
-        };
-        if parts.iter().any(|p| matches!(p, DhtRequest::Multi(_))) {
-            return DhtResponse::Error {
-                message: "a batch request inside a batch request".into(),
-            };
-        }
-        let answers =
-            crate::join::join_all(parts.into_iter().map(|p| self.handle_one(p)).collect()).await;
-        DhtResponse::Multi(answers)
+        self.handle_from(req, Some(self.me.as_str())).await
     }
 
     /// Handles one request, counting it and timing it.

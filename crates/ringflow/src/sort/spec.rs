@@ -96,14 +96,6 @@ impl SampleChannel {
 }
 
 impl SortPlan {
-    /// The input paths the workers read (none when the client streams the records).
-    fn worker_paths(&self) -> (&[PathBuf], bool) {
-        match &self.input {
-            SortInput::Workers { paths, local } => (paths, *local),
-            SortInput::Client(_) => (&[], false),
-        }
-    }
-
     fn source_config(&self, path: &std::path::Path, local: bool) -> Value {
         let mut cfg = json!({
             "path": path.display().to_string(),
@@ -150,23 +142,10 @@ impl SortPlan {
     }
 
     /// `source.sortfile → sample → sink.dht | sink.file`: samples under
-    /// `sort:<run>:sample:<instance>` in the DHT, or as part files in a directory.
+    /// `sort:<run>:sample:<instance>` in the DHT, or as part files in a directory. Only for
+    /// [`SortInput::Workers`] (the client samples what it streams itself).
     pub fn sample_spec(&self, run: &str, channel: &SampleChannel) -> JobSpec {
-        let (paths, local) = self.worker_paths();
-        let workers = SortPlan {
-            format: self.format.clone(),
-            key_field: self.key_field,
-            delimiter: self.delimiter.clone(),
-            input: SortInput::Workers {
-                paths: paths.to_vec(),
-                local,
-            },
-            output: SortOutput::Client,
-            memory: self.memory,
-            samples: self.samples,
-            sample_via: self.sample_via,
-        };
-        let spec = workers.with_sources(JobSpec::new(format!("sort-sample-{run}")));
+        let spec = self.with_sources(JobSpec::new(format!("sort-sample-{run}")));
         let store = match channel {
             SampleChannel::Dht => VertexSpec::new("store", "sink.dht")
                 .config(json!({ "key_prefix": format!("sort:{run}:") })),
@@ -174,7 +153,7 @@ impl SortPlan {
                 .config(json!({ "path": dir.display().to_string() })),
         };
         spec.vertex(
-            workers.with_inputs(VertexSpec::new("sample", "sample").config(json!({
+            self.with_inputs(VertexSpec::new("sample", "sample").config(json!({
                 "max": self.samples,
                 "key_prefix": "sample:",
                 "seed": 1,
