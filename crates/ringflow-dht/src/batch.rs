@@ -123,8 +123,92 @@ pub(crate) fn settle(
             Err(DhtError::Peer(format!("partition {partition} moved")))
         }
         Ok(DhtResponse::Unavailable { reason }) => Err(DhtError::Unavailable(reason)),
+        Ok(DhtResponse::Unknown { reason }) => Err(DhtError::OutcomeUnknown(reason)),
         Ok(DhtResponse::Error { message }) => Ok(Err(DhtError::Refused(message))),
         Ok(r) => Ok(Ok(r)),
         Err(e) => Err(e),
+    }
+}
+
+/// What the attempts of one routed request came to, for the final error: a write that
+/// any attempt may have applied (a lost answer, a quorum missed after the primary stored
+/// it) ends in [`DhtError::OutcomeUnknown`], never in a refusal that says nothing was
+/// done, whatever later attempts answered.
+#[derive(Debug, Default)]
+pub(crate) struct Attempts {
+    maybe_applied: bool,
+}
+
+impl Attempts {
+    /// Notes one attempt of `req` that failed with `err` (to be retried).
+    pub(crate) fn failed(&mut self, req: &DhtRequest, err: &DhtError) {
+        let write = matches!(req, DhtRequest::Put { .. });
+        // A transport failure may come after the request left: its outcome is unknown.
+        let ambiguous = matches!(err, DhtError::OutcomeUnknown(_) | DhtError::Peer(_));
+        self.maybe_applied |= write && ambiguous;
+    }
+
+    /// The error to report once no attempt is left.
+    pub(crate) fn give_up(&self, last: DhtError) -> DhtError {
+        match last {
+            e @ DhtError::OutcomeUnknown(_) => e,
+            e if self.maybe_applied => DhtError::OutcomeUnknown(e.to_string()),
+            e => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put() -> DhtRequest {
+        DhtRequest::Put {
+            epoch: 1,
+            partition: 0,
+            items: vec![(b"k".to_vec(), Some(b"v".to_vec()))],
+        }
+    }
+
+    #[test]
+    fn a_write_that_may_have_been_applied_is_never_reported_as_refused() {
+        let mut a = Attempts::default();
+        a.failed(&put(), &DhtError::Peer("answer lost".into()));
+        // A later attempt is refused: the first may still have been applied.
+        let e = a.give_up(DhtError::Unavailable("below quorum".into()));
+        assert!(matches!(e, DhtError::OutcomeUnknown(_)), "{e:?}");
+    }
+
+    #[test]
+    fn refusals_and_reads_keep_their_own_error() {
+        let mut a = Attempts::default();
+        a.failed(&put(), &DhtError::Unavailable("below quorum".into()));
+        let e = a.give_up(DhtError::Unavailable("below quorum".into()));
+        assert!(matches!(e, DhtError::Unavailable(_)), "{e:?}");
+        let mut r = Attempts::default();
+        let get = DhtRequest::Get {
+            epoch: 1,
+            partition: 0,
+            keys: vec![b"k".to_vec()],
+        };
+        r.failed(&get, &DhtError::Peer("lost".into()));
+        assert!(matches!(
+            r.give_up(DhtError::Peer("lost".into())),
+            DhtError::Peer(_)
+        ));
+    }
+
+    #[test]
+    fn an_unknown_outcome_from_the_primary_is_retried_then_reported_as_unknown() {
+        let r = settle(
+            Ok(DhtResponse::Unknown {
+                reason: "1 of 3".into(),
+            }),
+            0,
+        );
+        let retry = r.expect_err("retried");
+        let mut a = Attempts::default();
+        a.failed(&put(), &retry);
+        assert!(matches!(a.give_up(retry), DhtError::OutcomeUnknown(_)));
     }
 }

@@ -90,6 +90,7 @@ impl DhtClient {
         make: impl Fn(u64) -> DhtRequest,
     ) -> Result<DhtResponse, DhtError> {
         let mut last = DhtError::NoOwner(partition);
+        let mut attempts = crate::batch::Attempts::default();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis((50u64 << attempt).min(2000))).await;
@@ -106,12 +107,16 @@ impl DhtClient {
                     continue;
                 }
             };
-            match crate::batch::settle(self.pool.call(addr, &make(view.epoch())).await, partition) {
+            let req = make(view.epoch());
+            match crate::batch::settle(self.pool.call(addr, &req).await, partition) {
                 Ok(done) => return done,
-                Err(retry) => last = retry,
+                Err(retry) => {
+                    attempts.failed(&req, &retry);
+                    last = retry;
+                }
             }
         }
-        Err(last)
+        Err(attempts.give_up(last))
     }
 
     /// Stores `value` under `key` (acknowledged once a write quorum has it durably).

@@ -46,6 +46,11 @@ pub enum DhtError {
     /// The request was refused by the node.
     #[error("refused: {0}")]
     Refused(String),
+    /// A write may or may not have been applied: it reached some replicas (or a request
+    /// was sent and its answer was lost) but no quorum acknowledged it in time. Reading
+    /// the key tells which; writing it again is safe.
+    #[error("outcome unknown, the write may or may not have been applied: {0}")]
+    OutcomeUnknown(String),
     /// The store is closed (shutting down, or its writer failed).
     #[error("store closed: {0}")]
     Closed(String),

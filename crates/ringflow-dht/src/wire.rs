@@ -140,6 +140,12 @@ pub enum DhtResponse {
         /// Why.
         reason: String,
     },
+    /// A write reached this node's store (and maybe some replicas) but no quorum
+    /// acknowledged it in time: it may or may not survive. Not a refusal.
+    Unknown {
+        /// Why.
+        reason: String,
+    },
     /// The request was invalid (too large, malformed...).
     Error {
         /// Why.

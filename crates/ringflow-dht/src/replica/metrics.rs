@@ -9,7 +9,7 @@ use crate::wire::{DhtRequest, DhtResponse};
 /// Request kinds as the `op` label says them, indexed by [`op_index`].
 const OPS: [&str; 5] = ["put", "get", "replicate", "read_replica", "fetch"];
 /// Answers as the `outcome` label says them, indexed by [`outcome_index`].
-const OUTCOMES: [&str; 4] = ["ok", "moved", "unavailable", "error"];
+const OUTCOMES: [&str; 5] = ["ok", "moved", "unavailable", "error", "unknown"];
 
 pub(super) fn op_index(req: &DhtRequest) -> usize {
     match req {
@@ -34,6 +34,7 @@ fn outcome_index(resp: &DhtResponse) -> usize {
         DhtResponse::Moved { .. } => 1,
         DhtResponse::Unavailable { .. } => 2,
         DhtResponse::Error { .. } => 3,
+        DhtResponse::Unknown { .. } => 4,
     }
 }
 

@@ -127,6 +127,7 @@ impl DhtService {
     ) -> Result<DhtResponse, DhtError> {
         let mut views = self.views.clone();
         let mut last = DhtError::NoOwner(partition);
+        let mut attempts = crate::batch::Attempts::default();
         for _ in 0..8 {
             let Some(view) = views.borrow_and_update().clone() else {
                 return Err(DhtError::Unavailable(
@@ -137,20 +138,24 @@ impl DhtService {
             let primary = view.assignment.primary(PartitionId(partition)).cloned();
             let resp = match primary {
                 None => Err(DhtError::NoOwner(partition)),
-                Some(id) if id == self.me => Ok(self.handle(req).await),
+                Some(id) if id == self.me => Ok(self.handle(req.clone()).await),
                 Some(id) => match view.socket_addr_of(&id) {
-                    Some(addr) => self.forward.call(addr, req).await,
-                    None => Err(DhtError::Peer(format!("no address for {id}"))),
+                    Some(addr) => self.forward.call(addr, req.clone()).await,
+                    // Nothing was sent: a refusal, not an unknown outcome.
+                    None => Err(DhtError::Unavailable(format!("no address for {id}"))),
                 },
             };
             match crate::batch::settle(resp, partition) {
                 Ok(done) => return done,
-                Err(retry) => last = retry,
+                Err(retry) => {
+                    attempts.failed(&req, &retry);
+                    last = retry;
+                }
             }
             // Wait (briefly) for a newer view before retrying.
             let _ = tokio::time::timeout(Duration::from_millis(500), views.changed()).await;
         }
-        Err(last)
+        Err(attempts.give_up(last))
     }
 }
 

@@ -152,7 +152,8 @@ impl DhtService {
         }
         drop(tx);
         if let Err(e) = self.store_write(writes).await {
-            return DhtResponse::Unavailable {
+            // The replicas were sent the write already: some may keep it.
+            return DhtResponse::Unknown {
                 reason: format!("local store failed: {e}"),
             };
         }
@@ -179,7 +180,8 @@ impl DhtService {
                     primary: None,
                 };
             }
-            return DhtResponse::Unavailable {
+            // Stored here (and maybe elsewhere) but not acknowledged: it may survive.
+            return DhtResponse::Unknown {
                 reason: format!(
                     "{acks} of {} replicas stored the write, {needed} needed",
                     place.size

@@ -44,11 +44,14 @@ pub(crate) fn parse_int(arg: &[u8]) -> Option<i64> {
 }
 
 /// The reply for a failed DHT operation: `CLUSTERDOWN` when no quorum or owner can be
-/// had, `TRYAGAIN` for a transient peer failure, `ERR` otherwise (e.g. too large).
+/// had and nothing was done, `TRYAGAIN` for a transient failure of a read, `UNKNOWN` for
+/// a write that may or may not have been applied (never `TRYAGAIN`/`CLUSTERDOWN`, which
+/// say it was not), `ERR` otherwise (e.g. too large).
 pub(crate) fn dht_error(e: &DhtError) -> Reply {
     let prefix = match e {
         DhtError::Unavailable(_) | DhtError::NoOwner(_) => "CLUSTERDOWN",
         DhtError::Peer(_) | DhtError::Closed(_) => "TRYAGAIN",
+        DhtError::OutcomeUnknown(_) => "UNKNOWN",
         _ => "ERR",
     };
     Reply::Error(format!("{prefix} {e}"))
