@@ -6,6 +6,7 @@
 //! and the tail of every node's log.
 
 pub mod docker;
+pub mod netfault;
 pub mod writer;
 
 use std::collections::BTreeMap;

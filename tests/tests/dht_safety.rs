@@ -1,5 +1,6 @@
-//! Regression tests of the DHT's safety rules, each against real processes: who may send
-//! replica traffic, and what a paused coordinator does when it resumes.
+//! Regression tests of the DHT's safety rules, each against real processes: quorums over
+//! the configured replication, who may send replica traffic, what a paused coordinator
+//! does when it resumes, and the primary's lease.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -275,4 +276,107 @@ fn a_write_with_fewer_live_replicas_than_a_quorum_is_refused() {
         }
     });
     assert_eq!(value.as_deref(), Some(&b"OLD"[..]));
+}
+
+/// One primary at a time: a worker cut off from the coordinator (and only from it: its
+/// peers and clients still reach it) stops acknowledging writes when its lease runs out,
+/// which is before the coordinator declares it dead and gives its partitions to a
+/// successor. Asked directly, it refuses with a reason that names the lease while the
+/// coordinator still counts it a member; it never acknowledges a write once it is
+/// declared dead. Healed, it serves again.
+#[test]
+fn a_primary_cut_off_from_the_coordinator_stops_acknowledging_before_its_successor_starts() {
+    if let Err(why) = ringflow_tests::netfault::available() {
+        eprintln!("SKIPPED a_primary_cut_off_from_the_coordinator_stops_acknowledging_before_its_successor_starts: {why}");
+        return;
+    }
+    let opts = ClusterOpts {
+        // Lease 3 s, failure timeout 6 s: seconds of slack for a loaded machine.
+        failure_timeout_ms: 6000,
+        ..ClusterOpts::default()
+    };
+    let c = TestCluster::start(opts);
+    c.wait_healthy(3);
+    let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
+    let rt = runtime();
+    let (view, key, partition, primary, primary_addr) = rt.block_on(async {
+        let cc = ClusterClient::connect(&c.coordinator_addr().to_string(), &client_id, "ringflow")
+            .await
+            .expect("cluster client");
+        let view = cc.view().await.expect("view");
+        cc.close().await;
+        let key = b"leased-key".to_vec();
+        let partition = SlotMap::new(view.assignment.config.partitions)
+            .expect("slot map")
+            .partition_of_key(&key);
+        let primary = view.assignment.replicas(partition)[0].clone();
+        let addr: SocketAddr = view.socket_addr_of(&primary).expect("primary address");
+        (view, key, partition.0, primary, addr)
+    });
+    let _in_runtime = rt.enter();
+    let direct = pool(&client_id, PeerRole::Client, None);
+    let put = |i: u64| DhtRequest::Put {
+        epoch: view.epoch(),
+        partition,
+        items: vec![(key.clone(), Some(i.to_string().into_bytes()))],
+    };
+    let first = rt.block_on(direct.call(primary_addr, &put(0)));
+    assert!(
+        matches!(first, Ok(DhtResponse::Written { .. })),
+        "before the cut: {first:?}"
+    );
+    let cut =
+        ringflow_tests::netfault::UdpCut::between(primary_addr.port(), c.coordinator_addr().port())
+            .expect("cutting the primary off from the coordinator");
+    let deadline = std::time::Instant::now() + ringflow_tests::DEADLINE;
+    let mut i = 1;
+    let refusal = loop {
+        let r = rt.block_on(direct.call(primary_addr, &put(i)));
+        i += 1;
+        match r {
+            Ok(DhtResponse::Written { .. }) => {}
+            other => break other,
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut-off primary kept acknowledging writes\n{}",
+            c.logs_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = c.status().expect("status");
+    let state = ringflow_tests::member(&status, &primary.0).map(|m| m.state);
+    assert!(
+        matches!(&refusal, Ok(DhtResponse::Unavailable { reason }) if reason.contains("lease")),
+        "the first refusal must name the lease: {refusal:?} (member state {state:?})"
+    );
+    assert!(
+        state.is_some_and(|s| s != ringflow::MemberState::Dead),
+        "the primary stopped only after it was declared dead ({state:?})"
+    );
+    // Once it is declared dead it acknowledges nothing (its successor serves).
+    c.wait_for("the cut-off primary is declared dead", |s| {
+        ringflow_tests::member(s, &primary.0)
+            .is_some_and(|m| m.state == ringflow::MemberState::Dead)
+    });
+    let late = rt.block_on(direct.call(primary_addr, &put(i)));
+    assert!(
+        !matches!(late, Ok(DhtResponse::Written { .. })),
+        "a primary declared dead acknowledged a write: {late:?}"
+    );
+    // Healed: it rejoins, renews its lease and the cluster serves the key again.
+    drop(cut);
+    c.wait_healthy(3);
+    rt.block_on(async {
+        let dht = DhtClient::connect(&c.coordinator_addr().to_string(), &client_id, "ringflow")
+            .await
+            .expect("dht client");
+        dht.put(&key, b"healed").await.expect("put after the heal");
+        assert_eq!(
+            dht.get(&key).await.expect("get").as_deref(),
+            Some(&b"healed"[..])
+        );
+        dht.close().await;
+    });
+    direct.close();
 }

@@ -32,6 +32,8 @@ pub struct ServiceContext {
     pub views: watch::Receiver<Option<Arc<ClusterView>>>,
     /// The worker's data directory.
     pub data_dir: PathBuf,
+    /// The worker's lease from the coordinator: a primary acts only while it holds.
+    pub lease: crate::Lease,
 }
 
 /// A data-plane service.

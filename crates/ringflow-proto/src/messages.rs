@@ -105,6 +105,11 @@ pub struct Welcome {
     pub heartbeat_interval_ms: u64,
     /// After how long without a heartbeat the worker is declared dead.
     pub failure_timeout_ms: u64,
+    /// How long each heartbeat's answer (and this welcome) lets the worker act as a
+    /// primary, counted from when it sent the heartbeat: shorter than the failure timeout.
+    /// 0 (an older coordinator): half the failure timeout.
+    #[serde(default)]
+    pub lease_ms: u64,
 }
 
 /// Liveness state of a member as the coordinator sees it.

@@ -113,6 +113,7 @@ impl Handler<Join> for CoordinatorActor {
                 view: self.core.view(),
                 heartbeat_interval_ms: self.heartbeat_interval_ms,
                 failure_timeout_ms: self.failure_timeout_ms,
+                lease_ms: crate::Lease::length_for(self.failure_timeout_ms).as_millis() as u64,
             },
             out.session,
         ))

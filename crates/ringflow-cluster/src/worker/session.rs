@@ -31,6 +31,7 @@ pub struct WorkerHandle {
     listener_done: tokio::sync::oneshot::Receiver<()>,
     id: WorkerId,
     views: watch::Receiver<Option<Arc<ClusterView>>>,
+    lease: crate::Lease,
     _lock: std::fs::File,
 }
 
@@ -73,6 +74,8 @@ impl WorkerHandle {
         let metrics_stop = listener_rx.clone();
         let (views_tx, views_rx) = watch::channel(None);
         let views_handle = views_rx.clone();
+        let lease = crate::Lease::new();
+        let lease_handle = lease.clone();
         let (local_addr, metrics_addr) = on_arbiter(&net.handle(), move || async move {
             let endpoint = Endpoint::bind(listen, &identity, &net_cfg)?;
             let local = endpoint.local_addr()?;
@@ -84,6 +87,7 @@ impl WorkerHandle {
                     endpoint: endpoint.clone(),
                     views: views_rx.clone(),
                     data_dir: cfg2.data_dir.clone(),
+                    lease: lease.clone(),
                 })?;
                 hosted.insert(service.name().to_string(), service);
             }
@@ -106,6 +110,7 @@ impl WorkerHandle {
                 actor,
                 views: views_tx,
                 services: advertised,
+                lease,
             };
             actix_rt::spawn(async move {
                 session.run(session_rx).await;
@@ -140,8 +145,14 @@ impl WorkerHandle {
             listener_done,
             id,
             views: views_handle,
+            lease: lease_handle,
             _lock: lock,
         })
+    }
+
+    /// The worker's lease from the coordinator (see [`crate::lease`]).
+    pub fn lease(&self) -> crate::Lease {
+        self.lease.clone()
     }
 
     /// The bound QUIC address.
@@ -239,6 +250,8 @@ struct ControlSession {
     endpoint: Endpoint,
     actor: Addr<WorkerActor>,
     views: watch::Sender<Option<Arc<ClusterView>>>,
+    /// Renewed by the coordinator's answers to heartbeats.
+    lease: crate::Lease,
     services: BTreeMap<String, String>,
 }
 
@@ -320,7 +333,11 @@ impl ControlSession {
         )
         .await?;
         let mut incoming = spawn_reader(recv);
+        let mut join_sent = Instant::now();
         send.send(&self.join_request().await?).await?;
+        // When each unanswered heartbeat was sent: a lease counts from there.
+        let mut sent: std::collections::VecDeque<(u64, Instant)> = Default::default();
+        let mut lease_length = crate::Lease::length_for(3000);
         let mut heartbeat = Duration::from_millis(500);
         let mut silence_limit = Duration::from_secs(10);
         let mut joined = false;
@@ -340,6 +357,12 @@ impl ControlSession {
                             joined = true;
                             heartbeat = Duration::from_millis(w.heartbeat_interval_ms.max(10));
                             silence_limit = Duration::from_millis(w.failure_timeout_ms).max(Duration::from_secs(1));
+                            lease_length = if w.lease_ms > 0 {
+                                Duration::from_millis(w.lease_ms)
+                            } else {
+                                crate::Lease::length_for(w.failure_timeout_ms)
+                            };
+                            self.lease.grant(w.view.epoch(), join_sent, lease_length);
                             ticker = tokio::time::interval(heartbeat);
                             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                             tracing::info!(coordinator = %target, epoch = w.view.epoch(), "joined the cluster");
@@ -347,10 +370,23 @@ impl ControlSession {
                             self.actor.do_send(SetConnected(true));
                         }
                         ControlMsg::View(v) => self.apply(v).await?,
-                        ControlMsg::HeartbeatAck(_) => {}
+                        ControlMsg::HeartbeatAck(ack) => {
+                            while let Some(&(seq, at)) = sent.front() {
+                                if seq > ack.seq {
+                                    break;
+                                }
+                                sent.pop_front();
+                                if seq == ack.seq {
+                                    self.lease.grant(ack.epoch, at, lease_length);
+                                }
+                            }
+                        }
                         ControlMsg::Error(e) if e.code == ErrorCode::NotMember => {
                             tracing::warn!(reason = %e.message, "coordinator no longer counts this worker: joining again");
                             joined = false;
+                            self.lease.revoke();
+                            sent.clear();
+                            join_sent = Instant::now();
                             send.send(&self.join_request().await?).await?;
                         }
                         ControlMsg::Error(e) if e.code == ErrorCode::Superseded => {
@@ -374,6 +410,10 @@ impl ControlSession {
                     if joined {
                         seq += 1;
                         let hb = Heartbeat { id: self.id.clone(), epoch: self.epoch().await?, seq };
+                        sent.push_back((seq, Instant::now()));
+                        if sent.len() > 256 {
+                            sent.pop_front();
+                        }
                         send.send(&ControlMsg::Heartbeat(hb)).await?;
                     }
                 }

@@ -72,6 +72,9 @@ pub struct DhtService {
     advertised: Vec<(String, String)>,
     /// Partitions this node no longer owns whose data it is handing to the owners.
     pushing: RefCell<BTreeSet<u32>>,
+    /// The worker's lease from the coordinator: a primary reads and writes only while it
+    /// holds (see [`ringflow_cluster::lease`]).
+    lease: ringflow_cluster::Lease,
 }
 
 impl DhtService {
@@ -111,6 +114,7 @@ impl DhtService {
             syncing: RefCell::new(BTreeSet::new()),
             advertised: Vec::new(),
             pushing: RefCell::new(BTreeSet::new()),
+            lease: ctx.lease,
         })
     }
 

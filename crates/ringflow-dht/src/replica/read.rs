@@ -23,6 +23,9 @@ impl DhtService {
         if let Some(refusal) = place.below_quorum(partition, "read") {
             return refusal;
         }
+        if let Some(refusal) = self.unleased(partition, place.epoch) {
+            return refusal;
+        }
         let p = PartitionId(partition);
         let mut best: Vec<Option<Entry>> = keys.iter().map(|k| self.store.get(p, k)).collect();
         let needed = place.quorum;

@@ -63,6 +63,21 @@ impl DhtService {
         })
     }
 
+    /// Why this node may not act as a primary for a view of `epoch` now (its lease from
+    /// the coordinator ran out, or the coordinator is at a newer epoch), if it may not.
+    pub(super) fn lease_refusal(&self, epoch: u64) -> Option<ringflow_cluster::LeaseRefusal> {
+        self.lease.check(epoch, std::time::Instant::now()).err()
+    }
+
+    /// A refusal (nothing was done) when this node's lease does not let it act as the
+    /// primary of `partition` now.
+    pub(super) fn unleased(&self, partition: u32, epoch: u64) -> Option<DhtResponse> {
+        self.lease_refusal(epoch)
+            .map(|why| DhtResponse::Unavailable {
+                reason: format!("partition {partition}: {why}; refused, nothing was done"),
+            })
+    }
+
     pub(super) fn current_epoch(&self) -> u64 {
         self.views.borrow().as_ref().map_or(0, |v| v.epoch())
     }

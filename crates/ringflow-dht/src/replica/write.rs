@@ -70,6 +70,9 @@ impl DhtService {
         if let Some(refusal) = place.below_quorum(partition, "write") {
             return refusal;
         }
+        if let Some(refusal) = self.unleased(partition, place.epoch) {
+            return refusal;
+        }
         let p = PartitionId(partition);
         // A primary still catching up on this partition may lack the newest versions:
         // learn them from the other replicas first, so the new versions stamped below
@@ -186,6 +189,13 @@ impl DhtService {
                     "{acks} of {} replicas stored the write, {needed} needed",
                     place.size
                 ),
+            };
+        }
+        // The lease may have run out while the replicas answered: a successor may be
+        // serving already, so this write must not be acknowledged.
+        if let Some(why) = self.lease_refusal(place.epoch) {
+            return DhtResponse::Unknown {
+                reason: format!("stored by a quorum, but {why}"),
             };
         }
         DhtResponse::Written { existed }
