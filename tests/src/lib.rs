@@ -7,6 +7,16 @@
 
 pub mod docker;
 pub mod netfault;
+
+/// libfaketime's preload library, where Debian's `faketime` package puts it (`.ci/run`
+/// installs it): a process started with it in `LD_PRELOAD` and `FAKETIME` set sees a
+/// shifted wall clock.
+pub fn faketime_lib() -> Option<PathBuf> {
+    ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|arch| PathBuf::from(format!("/usr/lib/{arch}/faketime/libfaketime.so.1")))
+        .find(|p| p.exists())
+}
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -388,6 +398,25 @@ impl TestCluster {
 
     /// Starts worker `id` with certificates from `certs` and extra flags.
     pub fn start_worker_with(&mut self, id: &str, certs: &Path, extra: &[&str]) {
+        let env = self.worker_env.clone();
+        self.start_worker_with_env(id, certs, extra, &env);
+    }
+
+    /// Starts worker `id` with its own environment (e.g. a fake clock), besides the
+    /// cluster's `worker_env`.
+    pub fn start_worker_env(&mut self, id: &str, env: &[(String, String)]) {
+        let mut all = self.worker_env.clone();
+        all.extend(env.iter().cloned());
+        self.start_worker_with_env(id, &self.certs_dir(), &[], &all);
+    }
+
+    fn start_worker_with_env(
+        &mut self,
+        id: &str,
+        certs: &Path,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) {
         assert!(!self.workers.contains_key(id), "{id} already running");
         if !certs.join(format!("{id}.crt")).exists() {
             ringflow_ok(&[
@@ -421,7 +450,7 @@ impl TestCluster {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let bin = self.opts.worker_bin.as_deref().unwrap_or(ringflow_bin());
-        let node = self.spawn_bin(bin, id, &args, &self.worker_env);
+        let node = self.spawn_bin(bin, id, &args, env);
         self.workers.insert(id.to_string(), node);
     }
 

@@ -42,12 +42,8 @@ fn replica_traffic_needs_a_node_certificate_that_names_its_sender() {
     let certs = c.certs_dir();
     let client_id = TlsIdentity::from_dir(&certs, "client").expect("client identity");
     let rt = runtime();
+    let view = view_of(&c, &rt);
     rt.block_on(async {
-        let cc = ClusterClient::connect(&c.coordinator_addr().to_string(), &client_id, "ringflow")
-            .await
-            .expect("cluster client");
-        let view = cc.view().await.expect("view");
-        cc.close().await;
         let key = b"forged-key".to_vec();
         let partition = SlotMap::new(view.assignment.config.partitions)
             .expect("slot map")
@@ -299,20 +295,14 @@ fn a_primary_cut_off_from_the_coordinator_stops_acknowledging_before_its_success
     c.wait_healthy(3);
     let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
     let rt = runtime();
-    let (view, key, partition, primary, primary_addr) = rt.block_on(async {
-        let cc = ClusterClient::connect(&c.coordinator_addr().to_string(), &client_id, "ringflow")
-            .await
-            .expect("cluster client");
-        let view = cc.view().await.expect("view");
-        cc.close().await;
-        let key = b"leased-key".to_vec();
-        let partition = SlotMap::new(view.assignment.config.partitions)
-            .expect("slot map")
-            .partition_of_key(&key);
-        let primary = view.assignment.replicas(partition)[0].clone();
-        let addr: SocketAddr = view.socket_addr_of(&primary).expect("primary address");
-        (view, key, partition.0, primary, addr)
-    });
+    let view = view_of(&c, &rt);
+    let key = b"leased-key".to_vec();
+    let partition = SlotMap::new(view.assignment.config.partitions)
+        .expect("slot map")
+        .partition_of_key(&key);
+    let primary = view.assignment.replicas(partition)[0].clone();
+    let primary_addr: SocketAddr = view.socket_addr_of(&primary).expect("primary address");
+    let partition = partition.0;
     let _in_runtime = rt.enter();
     let direct = pool(&client_id, PeerRole::Client, None);
     let put = |i: u64| DhtRequest::Put {
@@ -379,4 +369,195 @@ fn a_primary_cut_off_from_the_coordinator_stops_acknowledging_before_its_success
         dht.close().await;
     });
     direct.close();
+}
+
+/// The current view, as a client sees it.
+fn view_of(c: &TestCluster, rt: &tokio::runtime::Runtime) -> ringflow_proto::ClusterView {
+    let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
+    rt.block_on(async {
+        let cc = ClusterClient::connect(&c.coordinator_addr().to_string(), &client_id, "ringflow")
+            .await
+            .expect("cluster client");
+        let view = cc.view().await.expect("view");
+        cc.close().await;
+        view
+    })
+}
+
+/// Versions cannot go backwards: a primary whose clock is a minute behind (libfaketime)
+/// and that missed the last writes (cut off from the old primary) takes over; the one
+/// other replica holds newer versions than it stamps, says so, and the primary stamps
+/// again above them. Every acknowledged overwrite reads back; none is hidden behind the
+/// older value's later timestamp.
+#[test]
+fn a_primary_with_a_clock_a_minute_behind_loses_no_acknowledged_overwrite() {
+    let Some(faketime) = ringflow_tests::faketime_lib() else {
+        eprintln!("SKIPPED a_primary_with_a_clock_a_minute_behind_loses_no_acknowledged_overwrite: libfaketime is not installed (Debian package faketime)");
+        return;
+    };
+    if let Err(why) = ringflow_tests::netfault::available() {
+        eprintln!(
+            "SKIPPED a_primary_with_a_clock_a_minute_behind_loses_no_acknowledged_overwrite: {why}"
+        );
+        return;
+    }
+    let mut c = TestCluster::new(ClusterOpts {
+        failure_timeout_ms: 4000,
+        ..ClusterOpts::default()
+    });
+    c.start_coordinator();
+    c.start_worker("worker-1");
+    c.start_worker("worker-2");
+    c.start_worker_env(
+        "worker-3",
+        &[
+            ("LD_PRELOAD".into(), faketime.display().to_string()),
+            ("FAKETIME".into(), "-60".into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ],
+    );
+    c.wait_healthy(3);
+    let rt = runtime();
+    let view = view_of(&c, &rt);
+    let slots = SlotMap::new(view.assignment.config.partitions).expect("slot map");
+    let old_primary = ringflow::WorkerId("worker-1".into());
+    // Keys that worker-1 leads: after it dies, about half of them pass to worker-3.
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("skew-{i}"))
+        .filter(|k| {
+            view.assignment
+                .primary(slots.partition_of_key(k.as_bytes()))
+                == Some(&old_primary)
+        })
+        .take(100)
+        .collect();
+    let port = |id: &str| {
+        view.socket_addr_of(&ringflow::WorkerId(id.into()))
+            .expect("address")
+            .port()
+    };
+    let cut = ringflow_tests::netfault::UdpCut::between(port("worker-1"), port("worker-3"))
+        .expect("cutting worker-1 off from worker-3");
+    let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
+    let coordinator = c.coordinator_addr().to_string();
+    let put_all = |value: &'static str| {
+        let deadline = std::time::Instant::now() + ringflow_tests::DEADLINE;
+        rt.block_on(async {
+            let dht = DhtClient::connect(&coordinator, &client_id, "ringflow")
+                .await
+                .expect("dht client");
+            for k in &keys {
+                while let Err(e) = dht.put(k, value).await {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{k}={value} never acknowledged: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            dht.close().await;
+        })
+    };
+    // Acknowledged by worker-1 and worker-2; worker-3 never sees them.
+    put_all("first");
+    c.take_worker("worker-1").kill9();
+    drop(cut);
+    c.wait_for(
+        "worker-1 is declared dead and its partitions are owned",
+        |s| {
+            ringflow_tests::member(s, "worker-1")
+                .is_some_and(|m| m.state == ringflow::MemberState::Dead)
+                && s.unowned.is_empty()
+        },
+    );
+    c.wait_healthy(2);
+    put_all("second");
+    let lost: Vec<String> = rt.block_on(async {
+        let dht = DhtClient::connect(&coordinator, &client_id, "ringflow")
+            .await
+            .expect("dht client");
+        let mut lost = Vec::new();
+        for k in &keys {
+            let v = dht.get(k).await.expect("get");
+            if v.as_deref() != Some(&b"second"[..]) {
+                lost.push(format!(
+                    "{k}={:?}",
+                    v.map(|v| String::from_utf8_lossy(&v).into_owned())
+                ));
+            }
+        }
+        dht.close().await;
+        lost
+    });
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged overwrites lost: {lost:?}",
+        lost.len(),
+        keys.len()
+    );
+}
+
+/// A version far ahead of the replica's clock is refused, even from a node certificate:
+/// it would win over every later write until the clock caught up.
+#[test]
+fn a_replicated_write_stamped_far_in_the_future_is_refused() {
+    let c = TestCluster::start(ClusterOpts::default());
+    c.wait_healthy(3);
+    let rt = runtime();
+    let view = view_of(&c, &rt);
+    let key = b"future-key".to_vec();
+    let partition = SlotMap::new(view.assignment.config.partitions)
+        .expect("slot map")
+        .partition_of_key(&key);
+    let replicas = view.assignment.replicas(partition);
+    let (primary, follower) = (replicas[0].clone(), replicas[1].clone());
+    let follower_addr = view.socket_addr_of(&follower).expect("follower address");
+    let node_id = TlsIdentity::from_dir(&c.certs_dir(), &primary.0).expect("primary identity");
+    let _in_runtime = rt.enter();
+    let as_primary = pool(&node_id, PeerRole::Worker, Some(&primary.0));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let replicate = |ahead_ms: u64, value: &[u8]| DhtRequest::Replicate {
+        partition: partition.0,
+        writes: vec![(
+            key.clone(),
+            Entry {
+                version: Version {
+                    ts: (now_ms + ahead_ms) << ringflow_dht::version::LOGICAL_BITS,
+                    node: 7,
+                },
+                value: Some(value.to_vec()),
+            },
+        )],
+        epoch: view.epoch(),
+        from: primary.0.clone(),
+    };
+    let resp = rt
+        .block_on(as_primary.call(follower_addr, &replicate(3_600_000, b"from-the-future")))
+        .expect("an answer");
+    assert!(
+        matches!(&resp, DhtResponse::Error { message } if message.contains("ahead of this node's clock")),
+        "{resp:?}"
+    );
+    let read = DhtRequest::ReadReplica {
+        partition: partition.0,
+        keys: vec![key.clone()],
+        epoch: view.epoch(),
+        from: primary.0.clone(),
+    };
+    let held = rt
+        .block_on(as_primary.call(follower_addr, &read))
+        .expect("an answer");
+    assert!(
+        matches!(&held, DhtResponse::Entries { entries } if entries == &vec![None]),
+        "the refused write was stored: {held:?}"
+    );
+    // A version within the allowed skew is taken.
+    let resp = rt
+        .block_on(as_primary.call(follower_addr, &replicate(1_000, b"soon")))
+        .expect("an answer");
+    assert!(matches!(resp, DhtResponse::Replicated), "{resp:?}");
+    as_primary.close();
 }

@@ -59,6 +59,33 @@ impl Hlc {
     pub fn observe(&mut self, v: Version) {
         self.last = self.last.max(v.ts);
     }
+
+    /// Like [`Hlc::observe`], unless `v` is more than `max_ahead_ms` ahead of `now_ms`
+    /// (such a version is not followed: the clock would jump into the future). Whether
+    /// it was observed.
+    pub fn observe_within(&mut self, v: Version, now_ms: u64, max_ahead_ms: u64) -> bool {
+        if is_too_far_ahead(v, now_ms, max_ahead_ms) {
+            return false;
+        }
+        self.observe(v);
+        true
+    }
+
+    /// The highest timestamp issued or observed (to persist: a restarted clock observes
+    /// it again so that it never issues a version below one it issued before).
+    pub fn high_water(&self) -> u64 {
+        self.last
+    }
+
+    /// Moves the clock to at least the raw timestamp `ts` (a persisted high-water mark).
+    pub fn observe_ts(&mut self, ts: u64) {
+        self.last = self.last.max(ts);
+    }
+}
+
+/// Whether `v` is stamped more than `max_ahead_ms` after `now_ms`.
+pub fn is_too_far_ahead(v: Version, now_ms: u64, max_ahead_ms: u64) -> bool {
+    v.millis() > now_ms.saturating_add(max_ahead_ms)
 }
 
 /// A stored value or a deletion marker, with its version.
@@ -100,6 +127,22 @@ mod tests {
         };
         c.observe(remote);
         assert!(c.tick(10) > remote);
+    }
+
+    #[test]
+    fn versions_far_ahead_of_the_clock_are_not_followed() {
+        let mut c = Hlc::new(1);
+        let ahead = |ms: u64| Version {
+            ts: ms << LOGICAL_BITS,
+            node: 2,
+        };
+        assert!(!c.observe_within(ahead(10_000 + 60_001), 10_000, 60_000));
+        assert!(c.tick(10_000).millis() == 10_000);
+        assert!(c.observe_within(ahead(10_000 + 59_000), 10_000, 60_000));
+        assert!(c.tick(10_000) > ahead(69_000));
+        let mut restarted = Hlc::new(1);
+        restarted.observe_ts(c.high_water());
+        assert!(restarted.tick(0).ts > c.high_water());
     }
 
     #[test]

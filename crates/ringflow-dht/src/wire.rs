@@ -109,6 +109,13 @@ pub enum DhtResponse {
     },
     /// Replica stored the writes.
     Replicated,
+    /// The replica holds a newer version of some of the keys than the write carries (the
+    /// primary's clock is behind, or it missed a write): it stored the rest, and the
+    /// primary must stamp the write again above `version`, the highest such version.
+    Superseded {
+        /// The highest version the replica holds for any of the keys.
+        version: crate::Version,
+    },
     /// A page of a handoff.
     Page {
         /// (partition, key, entry), in order.

@@ -20,6 +20,10 @@ pub struct DhtConfig {
     /// keeps them forever. A worker away for longer must come back with an empty data
     /// directory, or values deleted meanwhile can come back with it.
     pub tombstone_grace: Option<Duration>,
+    /// How far ahead of this node's clock a version may be: a replicated write stamped
+    /// further in the future is refused (a broken clock or a forged version would
+    /// otherwise win over every later write for that long).
+    pub max_clock_skew: Duration,
 }
 
 impl Default for DhtConfig {
@@ -31,6 +35,7 @@ impl Default for DhtConfig {
             sync: true,
             sync_interval: Duration::from_millis(100),
             tombstone_grace: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_clock_skew: Duration::from_secs(120),
         }
     }
 }

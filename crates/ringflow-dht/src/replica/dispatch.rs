@@ -204,6 +204,7 @@ impl WorkerService for DhtService {
     fn shutdown(self: Rc<Self>) -> LocalFuture<()> {
         Box::pin(async move {
             self.peers.close();
+            self.save_clock();
             if let Err(e) = self.store.close() {
                 tracing::error!(error = %e, "closing the DHT store");
             }

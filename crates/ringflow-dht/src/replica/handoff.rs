@@ -111,7 +111,8 @@ impl DhtService {
             };
             for addr in targets {
                 match self.peers.call(*addr, &req).await? {
-                    DhtResponse::Replicated => {}
+                    // Newer versions there: nothing of ours to add for those keys.
+                    DhtResponse::Replicated | DhtResponse::Superseded { .. } => {}
                     other => return Err(unexpected(other)),
                 }
             }

@@ -28,6 +28,7 @@ fn outcome_index(resp: &DhtResponse) -> usize {
         DhtResponse::Written { .. }
         | DhtResponse::Values { .. }
         | DhtResponse::Replicated
+        | DhtResponse::Superseded { .. }
         | DhtResponse::Page { .. }
         | DhtResponse::Entries { .. }
         | DhtResponse::Multi(_) => 0,

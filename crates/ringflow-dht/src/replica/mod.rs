@@ -13,6 +13,7 @@
 //! views: orphan push, compaction, tombstone purge), `coalesce` (per-peer request batching)
 //! and `metrics`. The RESP gateway is not started here: see [`crate::resp::Gateway`].
 
+mod clock;
 mod coalesce;
 mod config;
 mod dispatch;
@@ -64,6 +65,9 @@ pub struct DhtService {
     /// Requests routed to other primaries, batched per peer.
     forward: Rc<coalesce::Coalescer>,
     hlc: RefCell<Hlc>,
+    /// Where the clock's high-water mark is kept across restarts, and what was saved.
+    hlc_file: std::path::PathBuf,
+    hlc_saved: std::cell::Cell<u64>,
     cfg: DhtConfig,
     /// Partitions this node holds a replica of but has not caught up on yet (handoff in
     /// progress): its copies do not count towards read quorums.
@@ -94,6 +98,14 @@ impl DhtService {
         })
         .map_err(|e| ClusterError::Service(format!("opening the DHT store: {e}")))?;
         let node = node_number(&ctx.worker_id);
+        // The clock never starts below a version this node issued or holds.
+        let hlc_file = ctx.data_dir.join("dht-hlc");
+        let mut hlc = Hlc::new(node);
+        hlc.observe_ts(store.high_water());
+        hlc.observe_ts(
+            clock::load(&hlc_file)
+                .map_err(|e| ClusterError::Service(format!("opening the DHT: {e}")))?,
+        );
         let peers = Rc::new(StreamPool::new(
             ctx.endpoint.clone(),
             PeerRole::Worker,
@@ -109,7 +121,9 @@ impl DhtService {
             views: ctx.views,
             forward: coalesce::Coalescer::new(peers.clone()),
             peers,
-            hlc: RefCell::new(Hlc::new(node)),
+            hlc_saved: std::cell::Cell::new(hlc.high_water()),
+            hlc: RefCell::new(hlc),
+            hlc_file,
             cfg,
             syncing: RefCell::new(BTreeSet::new()),
             advertised: Vec::new(),

@@ -56,6 +56,7 @@ impl DhtService {
                             self.push_orphans(&v, &mine);
                         }
                         self.maybe_checkpoint();
+                        self.save_clock();
                         if last_purge.elapsed() >= Duration::from_secs(60) {
                             last_purge = Instant::now();
                             self.purge_tombstones();

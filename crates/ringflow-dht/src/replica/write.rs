@@ -9,8 +9,27 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::DhtService;
 use crate::store::Write;
+use crate::version::is_too_far_ahead;
 use crate::wire::{DhtRequest, DhtResponse};
-use crate::{DhtError, Entry};
+use crate::{DhtError, Entry, Version};
+
+/// How many times a write is stamped again when replicas hold newer versions.
+const STAMP_ROUNDS: usize = 3;
+
+/// What one replica said to a `Replicate`.
+enum Reply {
+    Stored,
+    Newer(Version),
+    Failed,
+}
+
+/// What one stamping round of a write came to.
+enum Round {
+    /// The answer (`Replicated`: acknowledged by a quorum).
+    Done(DhtResponse),
+    /// A replica holds this newer version of some key: stamp again above it.
+    Superseded(Version),
+}
 use ringflow_cluster::clock::now_ms;
 
 impl DhtService {
@@ -94,9 +113,10 @@ impl DhtService {
                 .await
                 {
                     let mut hlc = self.hlc.borrow_mut();
+                    let max_ahead = self.cfg.max_clock_skew.as_millis() as u64;
                     for (i, e) in entries.iter().enumerate().take(items.len()) {
                         if let Some(e) = e {
-                            hlc.observe(e.version);
+                            hlc.observe_within(e.version, now_ms(), max_ahead);
                             remote_live[i] |= e.value.is_some();
                         }
                     }
@@ -104,33 +124,68 @@ impl DhtService {
             }
         }
         let mut existed = Vec::with_capacity(items.len());
-        let mut writes = Vec::with_capacity(items.len());
-        let now = now_ms();
         {
             let mut hlc = self.hlc.borrow_mut();
-            for (i, (key, value)) in items.into_iter().enumerate() {
-                let current = self.store.get(p, &key);
+            for (i, (key, _)) in items.iter().enumerate() {
+                let current = self.store.get(p, key);
                 existed.push(current.as_ref().is_some_and(|e| e.value.is_some()) || remote_live[i]);
                 if let Some(c) = &current {
                     hlc.observe(c.version);
                 }
-                let entry = Entry {
-                    version: hlc.tick(now),
-                    value,
-                };
-                writes.push(Write {
-                    partition: p,
-                    key,
-                    entry,
-                });
             }
         }
+        // A replica holding a newer version of a key than the stamp (this clock is behind,
+        // or this node missed a write) says so: stamp again above it, so that the write
+        // acknowledged last is the one every replica keeps.
+        for _ in 0..STAMP_ROUNDS {
+            let writes = self.stamp(p, &items);
+            match self.replicate_to_quorum(&place, partition, writes).await {
+                Round::Done(DhtResponse::Replicated) => return DhtResponse::Written { existed },
+                Round::Done(answer) => return answer,
+                Round::Superseded(v) => {
+                    tracing::debug!(partition, version = ?v, "a replica holds newer versions: stamping the write again");
+                    self.hlc.borrow_mut().observe(v);
+                }
+            }
+        }
+        DhtResponse::Unknown {
+            reason: format!(
+                "replicas kept answering newer versions than {STAMP_ROUNDS} stamps of the write"
+            ),
+        }
+    }
+
+    /// New versions for `items`, from this node's clock.
+    fn stamp(&self, p: PartitionId, items: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<Write> {
+        let now = now_ms();
+        let mut hlc = self.hlc.borrow_mut();
+        items
+            .iter()
+            .map(|(key, value)| Write {
+                partition: p,
+                key: key.clone(),
+                entry: Entry {
+                    version: hlc.tick(now),
+                    value: value.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// Stores stamped writes here and on the other replicas, waiting for a quorum.
+    /// `Done(Replicated)` once acknowledged.
+    async fn replicate_to_quorum(
+        &self,
+        place: &super::routing::Placement,
+        partition: u32,
+        writes: Vec<Write>,
+    ) -> Round {
         let replicated: Vec<(Vec<u8>, Entry)> = writes
             .iter()
             .map(|w| (w.key.clone(), w.entry.clone()))
             .collect();
         let needed = place.quorum;
-        let (tx, mut rx) = mpsc::channel::<bool>(place.others.len().max(1));
+        let (tx, mut rx) = mpsc::channel::<Reply>(place.others.len().max(1));
         let req = Rc::new(DhtRequest::Replicate {
             partition,
             writes: replicated,
@@ -138,67 +193,75 @@ impl DhtService {
             from: self.me.0.clone(),
         });
         let newer_view = Rc::new(std::cell::Cell::new(0u64));
-        for addr in place.others {
+        for addr in place.others.iter().copied() {
             let (forward, req, tx) = (self.forward.clone(), req.clone(), tx.clone());
             let newer_view = newer_view.clone();
             tokio::task::spawn_local(async move {
-                let r = forward.call(addr, (*req).clone()).await;
-                let ok = matches!(r, Ok(DhtResponse::Replicated));
-                if let Ok(DhtResponse::Moved { epoch, .. }) = r {
-                    newer_view.set(newer_view.get().max(epoch));
-                }
-                if !ok {
-                    tracing::warn!(%addr, partition, "replica did not store a write");
-                }
-                let _ = tx.send(ok).await;
+                let reply = match forward.call(addr, (*req).clone()).await {
+                    Ok(DhtResponse::Replicated) => Reply::Stored,
+                    Ok(DhtResponse::Superseded { version }) => Reply::Newer(version),
+                    r => {
+                        if let Ok(DhtResponse::Moved { epoch, .. }) = r {
+                            newer_view.set(newer_view.get().max(epoch));
+                        }
+                        tracing::warn!(%addr, partition, "replica did not store a write");
+                        Reply::Failed
+                    }
+                };
+                let _ = tx.send(reply).await;
             });
         }
         drop(tx);
         if let Err(e) = self.store_write(writes).await {
             // The replicas were sent the write already: some may keep it.
-            return DhtResponse::Unknown {
+            return Round::Done(DhtResponse::Unknown {
                 reason: format!("local store failed: {e}"),
-            };
+            });
         }
         let mut acks = 1;
+        let mut newer: Option<Version> = None;
         let deadline = tokio::time::sleep(self.cfg.replica_timeout);
         tokio::pin!(deadline);
         while acks < needed {
             tokio::select! {
                 r = rx.recv() => match r {
-                    Some(true) => acks += 1,
-                    Some(false) => {}
+                    Some(Reply::Stored) => acks += 1,
+                    Some(Reply::Newer(v)) => newer = newer.max(Some(v)),
+                    Some(Reply::Failed) => {}
                     None => break,
                 },
                 _ = &mut deadline => break,
             }
         }
+        if let Some(v) = newer {
+            return Round::Superseded(v);
+        }
         if acks < needed {
             if newer_view.get() > place.epoch {
                 // Replicas know a newer table than ours: the client refreshes and retries
                 // with the partition's current primary.
-                return DhtResponse::Moved {
+                return Round::Done(DhtResponse::Moved {
                     partition,
                     epoch: newer_view.get(),
                     primary: None,
-                };
+                });
             }
             // Stored here (and maybe elsewhere) but not acknowledged: it may survive.
-            return DhtResponse::Unknown {
+            return Round::Done(DhtResponse::Unknown {
                 reason: format!(
                     "{acks} of {} replicas stored the write, {needed} needed",
                     place.size
                 ),
-            };
+            });
         }
         // The lease may have run out while the replicas answered: a successor may be
         // serving already, so this write must not be acknowledged.
         if let Some(why) = self.lease_refusal(place.epoch) {
-            return DhtResponse::Unknown {
+            return Round::Done(DhtResponse::Unknown {
                 reason: format!("stored by a quorum, but {why}"),
-            };
+            });
         }
-        DhtResponse::Written { existed }
+        Round::Done(DhtResponse::Replicated)
     }
 
     pub(super) async fn replicate(
@@ -215,7 +278,30 @@ impl DhtService {
                 message: e.to_string(),
             };
         }
+        let now = now_ms();
+        let max_ahead = self.cfg.max_clock_skew.as_millis() as u64;
+        if let Some((_, e)) = writes
+            .iter()
+            .find(|(_, e)| is_too_far_ahead(e.version, now, max_ahead))
+        {
+            return DhtResponse::Error {
+                message: format!(
+                    "refused: a version stamped {} ms ahead of this node's clock (at most {max_ahead} ms allowed)",
+                    e.version.millis().saturating_sub(now)
+                ),
+            };
+        }
         let p = PartitionId(partition);
+        // Newer versions held here than the write carries: the sender must stamp again.
+        let newer = writes
+            .iter()
+            .filter_map(|(k, e)| {
+                self.store
+                    .get(p, k)
+                    .map(|c| c.version)
+                    .filter(|v| *v > e.version)
+            })
+            .max();
         {
             let mut hlc = self.hlc.borrow_mut();
             for (_, e) in &writes {
@@ -231,7 +317,10 @@ impl DhtService {
             })
             .collect();
         match self.store_write(writes).await {
-            Ok(_) => DhtResponse::Replicated,
+            Ok(_) => match newer {
+                Some(version) => DhtResponse::Superseded { version },
+                None => DhtResponse::Replicated,
+            },
             Err(e) => DhtResponse::Unavailable {
                 reason: e.to_string(),
             },

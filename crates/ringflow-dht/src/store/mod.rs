@@ -182,6 +182,8 @@ pub(crate) struct Shared {
     wal_bytes: AtomicU64,
     fsyncs: AtomicU64,
     records: AtomicU64,
+    /// The highest version timestamp ever applied (replayed or written) since open.
+    high_water: AtomicU64,
 }
 
 fn size(key: &[u8], entry: &Entry) -> u64 {
@@ -197,6 +199,7 @@ impl Shared {
             wal_bytes: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
+            high_water: AtomicU64::new(0),
         }
     }
 
@@ -212,6 +215,7 @@ impl Shared {
     fn insert(&self, partition: PartitionId, key: Vec<u8>, entry: Entry) {
         let added = size(&key, &entry);
         let key_len = key.len() as u64;
+        self.high_water.fetch_max(entry.version.ts, Relaxed);
         let old = self.map.entry(partition).or_default().insert(key, entry);
         match old {
             Some(old) => {
@@ -616,6 +620,12 @@ impl Store {
         self.not_on_writer()?;
         self.check_open()?;
         self.call(|done| Request::Purge(before_ts, done))
+    }
+
+    /// The highest version timestamp held or applied since open (entries loaded from
+    /// disk included): a restarted node's clock starts above it.
+    pub fn high_water(&self) -> u64 {
+        self.shared.high_water.load(Relaxed)
     }
 
     /// The store's counters.
