@@ -561,3 +561,93 @@ fn a_replicated_write_stamped_far_in_the_future_is_refused() {
     assert!(matches!(resp, DhtResponse::Replicated), "{resp:?}");
     as_primary.close();
 }
+
+/// Deletes stay deleted: a replica cut off from the primary misses a delete; the
+/// tombstone passes its grace period, but the primary cannot hear from that replica, so
+/// nobody forgets it. Healed, and with the third replica killed, a majority read of the
+/// primary and the replica that missed the delete still answers "no such key".
+#[test]
+fn a_tombstone_outlives_its_grace_until_every_replica_holds_it() {
+    if let Err(why) = ringflow_tests::netfault::available() {
+        eprintln!("SKIPPED a_tombstone_outlives_its_grace_until_every_replica_holds_it: {why}");
+        return;
+    }
+    let mut c = TestCluster::new(ClusterOpts::default());
+    c.start_coordinator();
+    for i in 1..=3 {
+        c.start_worker_with(
+            &format!("worker-{i}"),
+            &c.certs_dir(),
+            &["--tombstone-grace-s", "1"],
+        );
+    }
+    c.wait_healthy(3);
+    let rt = runtime();
+    let view = view_of(&c, &rt);
+    let slots = SlotMap::new(view.assignment.config.partitions).expect("slot map");
+    let key = (0..)
+        .map(|i| format!("deleted-{i}"))
+        .find(|k| {
+            let r = view
+                .assignment
+                .replicas(slots.partition_of_key(k.as_bytes()));
+            r[0].0 == "worker-1" && r[1].0 == "worker-2"
+        })
+        .expect("a key worker-1 leads");
+    let port = |id: &str| {
+        view.socket_addr_of(&ringflow::WorkerId(id.into()))
+            .expect("address")
+            .port()
+    };
+    let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
+    let coordinator = c.coordinator_addr().to_string();
+    let dht = rt
+        .block_on(DhtClient::connect(&coordinator, &client_id, "ringflow"))
+        .expect("dht client");
+    rt.block_on(dht.put(&key, "doomed")).expect("put");
+    let cut = ringflow_tests::netfault::UdpCut::between(port("worker-1"), port("worker-3"))
+        .expect("cutting worker-3 off from worker-1");
+    assert!(rt
+        .block_on(dht.delete(&key))
+        .expect("delete acknowledged by worker-1 and worker-2"));
+    // The grace period passes and worker-1 runs a round over its old tombstones.
+    let log = c.workers["worker-1"].log.clone();
+    let deadline = std::time::Instant::now() + ringflow_tests::DEADLINE;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("tombstones past their grace")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker-1 never looked at its old tombstones\n{}",
+            c.logs_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(cut);
+    c.take_worker("worker-2").kill9();
+    c.wait_for(
+        "worker-2 is declared dead and its partitions are owned",
+        |s| {
+            ringflow_tests::member(s, "worker-2")
+                .is_some_and(|m| m.state == ringflow::MemberState::Dead)
+                && s.unowned.is_empty()
+        },
+    );
+    c.wait_healthy(2);
+    let deadline = std::time::Instant::now() + ringflow_tests::DEADLINE;
+    let v = loop {
+        match rt.block_on(dht.get(&key)) {
+            Ok(v) => break v,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "GET never answered: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert_eq!(v, None, "a deleted value came back");
+    rt.block_on(dht.close());
+}

@@ -74,6 +74,18 @@ pub enum DhtRequest {
     /// clients at once); answered by [`DhtResponse::Multi`], one answer per request in
     /// order. Not nested.
     Multi(Vec<DhtRequest>),
+    /// Primary → replica: forget these tombstones (each only if the key still holds that
+    /// very tombstone). Sent only once every replica of the configured set holds them.
+    Forget {
+        /// The partition.
+        partition: u32,
+        /// Keys and the versions of their tombstones.
+        tombstones: Vec<(Vec<u8>, crate::Version)>,
+        /// Epoch of the sender's view (fencing, as for `Replicate`).
+        epoch: u64,
+        /// Sender's worker id (set from its certificate on arrival).
+        from: String,
+    },
 }
 
 /// Epoch fencing of replica traffic: a replica refuses `Replicate` / `ReadReplica` from a

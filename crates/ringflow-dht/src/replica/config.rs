@@ -16,9 +16,10 @@ pub struct DhtConfig {
     pub sync: bool,
     /// With `sync` off: the longest a write waits for its fsync.
     pub sync_interval: Duration,
-    /// Deletion tombstones older than this are forgotten (checked every minute); `None`
-    /// keeps them forever. A worker away for longer must come back with an empty data
-    /// directory, or values deleted meanwhile can come back with it.
+    /// Deletion tombstones older than this are forgotten, by the partition's primary and
+    /// only once every replica of the configured set holds them; `None` keeps them
+    /// forever. A worker away for longer must come back with an empty data directory, or
+    /// values deleted meanwhile can come back with it.
     pub tombstone_grace: Option<Duration>,
     /// How far ahead of this node's clock a version may be: a replicated write stamped
     /// further in the future is refused (a broken clock or a forged version would

@@ -56,9 +56,24 @@ fn authorise(req: DhtRequest, sender: Option<&str>) -> Result<DhtRequest, DhtRes
             from: s.to_owned(),
         }),
         (
+            DhtRequest::Forget {
+                partition,
+                tombstones,
+                epoch,
+                ..
+            },
+            Some(s),
+        ) => Ok(DhtRequest::Forget {
+            partition,
+            tombstones,
+            epoch,
+            from: s.to_owned(),
+        }),
+        (
             DhtRequest::Replicate { .. }
             | DhtRequest::ReadReplica { .. }
-            | DhtRequest::Fetch { .. },
+            | DhtRequest::Fetch { .. }
+            | DhtRequest::Forget { .. },
             None,
         ) => Err(refused()),
         (req, _) => Ok(req),
@@ -136,7 +151,18 @@ impl DhtService {
                 epoch,
                 from,
                 ..
+            }
+            | DhtRequest::Forget {
+                partition,
+                epoch,
+                from,
+                ..
             } if self.fences(partition, epoch, &from) => self.moved(partition),
+            DhtRequest::Forget {
+                partition,
+                tombstones,
+                ..
+            } => self.forget(partition, tombstones).await,
             DhtRequest::Replicate {
                 partition, writes, ..
             } => self.replicate(partition, writes).await,

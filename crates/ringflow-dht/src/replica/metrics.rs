@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::wire::{DhtRequest, DhtResponse};
 
 /// Request kinds as the `op` label says them, indexed by [`op_index`].
-const OPS: [&str; 5] = ["put", "get", "replicate", "read_replica", "fetch"];
+const OPS: [&str; 6] = ["put", "get", "replicate", "read_replica", "fetch", "forget"];
 /// Answers as the `outcome` label says them, indexed by [`outcome_index`].
 const OUTCOMES: [&str; 5] = ["ok", "moved", "unavailable", "error", "unknown"];
 
@@ -18,6 +18,7 @@ pub(super) fn op_index(req: &DhtRequest) -> usize {
         DhtRequest::Replicate { .. } => 2,
         DhtRequest::ReadReplica { .. } => 3,
         DhtRequest::Fetch { .. } => 4,
+        DhtRequest::Forget { .. } => 5,
         // Never recorded: `handle` records the parts.
         DhtRequest::Multi(_) => 0,
     }

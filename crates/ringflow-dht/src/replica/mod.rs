@@ -21,6 +21,7 @@ mod handoff;
 mod metrics;
 mod read;
 mod routing;
+mod tombstones;
 mod upkeep;
 mod write;
 

@@ -1,6 +1,6 @@
 //! Upkeep: following the worker's views (handoff of gained partitions, anti-entropy push of
 //! partitions no longer owned, retried every 3 s), compaction of the write-ahead log, and
-//! forgetting tombstones past `tombstone_grace` (once a minute).
+//! a round of forgetting tombstones past `tombstone_grace` every minute (see `tombstones`).
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -11,7 +11,6 @@ use ringflow_proto::ClusterView;
 use ringflow_ring::PartitionId;
 
 use super::DhtService;
-use ringflow_cluster::clock::now_ms;
 
 impl DhtService {
     /// Follows the worker's views: starts a handoff for every partition this node gains.
@@ -57,33 +56,21 @@ impl DhtService {
                         }
                         self.maybe_checkpoint();
                         self.save_clock();
-                        if last_purge.elapsed() >= Duration::from_secs(60) {
+                        // A round every minute, or twice per grace period if shorter.
+                        let round = self
+                            .cfg
+                            .tombstone_grace
+                            .map_or(Duration::from_secs(60), |g| {
+                                (g / 2).min(Duration::from_secs(60))
+                            });
+                        if last_purge.elapsed() >= round {
                             last_purge = Instant::now();
-                            self.purge_tombstones();
+                            self.purge_tombstones().await;
                         }
                     }
                 }
             }
         }
-    }
-
-    /// Forgets tombstones older than the grace period (on a thread of its own: the store's
-    /// calls block).
-    fn purge_tombstones(&self) {
-        let Some(grace) = self.cfg.tombstone_grace else {
-            return;
-        };
-        let cutoff_ms = now_ms().saturating_sub(grace.as_millis() as u64);
-        let before_ts = cutoff_ms << crate::version::LOGICAL_BITS;
-        let store = self.store.clone();
-        std::thread::spawn(move || match store.purge_tombstones(before_ts) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                purged = n,
-                "forgot deletion tombstones past their grace period"
-            ),
-            Err(e) => tracing::warn!(error = %e, "purging tombstones failed"),
-        });
     }
 
     /// Compacts the write-ahead log (on a thread of its own) once it is much larger than

@@ -51,9 +51,9 @@
 //!
 //! Not handled here: two processes opening the same directory (the store does not lock it;
 //! a worker `flock`s its whole data directory). Tombstones stay until
-//! [`Store::purge_tombstones`] forgets them (the DHT service asks for it once a minute, for
-//! tombstones older than `dht.tombstone_grace_s`), on the writer thread so it cannot race a
-//! write.
+//! [`Store::forget_tombstones`] forgets named ones (the DHT service's primary asks for it
+//! for tombstones older than `dht.tombstone_grace_s` that every replica holds), on the
+//! writer thread so it cannot race a write.
 
 mod codec;
 mod snapshot;
@@ -228,19 +228,27 @@ impl Shared {
         self.bytes.fetch_add(added, Relaxed);
     }
 
-    /// Drops tombstones older than `before_ts` (writer thread only).
-    pub(crate) fn purge_tombstones(&self, before_ts: u64) -> u64 {
+    /// Drops the given tombstones of `partition`, each only if the key still holds that
+    /// very tombstone (writer thread only).
+    pub(crate) fn forget_tombstones(
+        &self,
+        partition: PartitionId,
+        tombstones: &[(Vec<u8>, crate::Version)],
+    ) -> u64 {
+        let Some(mut part) = self.map.get_mut(&partition) else {
+            return 0;
+        };
         let mut removed = 0u64;
         let mut bytes = 0u64;
-        for mut part in self.map.iter_mut() {
-            part.retain(|k, e| {
-                let old_tombstone = e.value.is_none() && e.version.ts < before_ts;
-                if old_tombstone {
-                    removed += 1;
-                    bytes += k.len() as u64;
-                }
-                !old_tombstone
-            });
+        for (key, version) in tombstones {
+            let same = part
+                .get(key)
+                .is_some_and(|e| e.value.is_none() && e.version == *version);
+            if same {
+                part.remove(key);
+                removed += 1;
+                bytes += key.len() as u64;
+            }
         }
         self.keys.fetch_sub(removed, Relaxed);
         self.bytes.fetch_sub(bytes, Relaxed);
@@ -611,15 +619,36 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets deletion tombstones whose version timestamp ([`crate::Version::ts`]) is
-    /// below `before_ts`; returns how many. Tombstones only need to live until every
-    /// replica has them: after that a purged key reads as missing, as it did deleted.
-    /// They leave the disk with the next [`Store::checkpoint`] (replaying the WAL before
-    /// that brings them back, to be purged again).
-    pub fn purge_tombstones(&self, before_ts: u64) -> Result<u64, DhtError> {
+    /// The tombstones of partition `p` whose version timestamp ([`crate::Version::ts`]) is
+    /// below `before_ts`, at most `limit`, with their versions.
+    pub fn tombstones_before(
+        &self,
+        p: PartitionId,
+        before_ts: u64,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, crate::Version)> {
+        self.shared.map.get(&p).map_or_else(Vec::new, |part| {
+            part.iter()
+                .filter(|(_, e)| e.value.is_none() && e.version.ts < before_ts)
+                .take(limit)
+                .map(|(k, e)| (k.clone(), e.version))
+                .collect()
+        })
+    }
+
+    /// Forgets the given tombstones of partition `p`, each only if the key still holds
+    /// that very tombstone (not a newer write); returns how many. The caller has checked
+    /// that every replica holds them: after that a forgotten key reads as missing, as it
+    /// did deleted. They leave the disk with the next [`Store::checkpoint`] (replaying
+    /// the WAL before that brings them back, to be forgotten again).
+    pub fn forget_tombstones(
+        &self,
+        p: PartitionId,
+        tombstones: Vec<(Vec<u8>, crate::Version)>,
+    ) -> Result<u64, DhtError> {
         self.not_on_writer()?;
         self.check_open()?;
-        self.call(|done| Request::Purge(before_ts, done))
+        self.call(|done| Request::Forget(p, tombstones, done))
     }
 
     /// The highest version timestamp held or applied since open (entries loaded from

@@ -713,7 +713,7 @@ fn without_sync_writes_are_fsynced_within_the_interval_even_when_idle() {
 }
 
 #[test]
-fn old_tombstones_are_purged_and_leave_the_disk_with_the_next_checkpoint() {
+fn tombstones_are_forgotten_only_as_named_and_leave_the_disk_with_the_next_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
     s.write_blocking(vec![
@@ -723,8 +723,14 @@ fn old_tombstones_are_purged_and_leave_the_disk_with_the_next_checkpoint() {
     ])
     .unwrap();
     assert_eq!(s.stats().keys, 3);
-    // Only tombstones older than the cutoff go; values stay whatever their age.
-    assert_eq!(s.purge_tombstones(500).unwrap(), 1);
+    // Only tombstones older than the cutoff are listed; values stay whatever their age.
+    let old = s.tombstones_before(PartitionId(1), 500, 100);
+    assert_eq!(old.len(), 1);
+    assert!(s.tombstones_before(PartitionId(2), 500, 100).is_empty());
+    // A tombstone overwritten since it was listed is not forgotten.
+    let stale = vec![(b"old-delete".to_vec(), crate::Version { ts: 9, node: 1 })];
+    assert_eq!(s.forget_tombstones(PartitionId(1), stale).unwrap(), 0);
+    assert_eq!(s.forget_tombstones(PartitionId(1), old.clone()).unwrap(), 1);
     assert_eq!(s.stats().keys, 2);
     let c = contents(&s);
     assert!(c.contains_key(&(PartitionId(1), b"live".to_vec())));
@@ -732,7 +738,7 @@ fn old_tombstones_are_purged_and_leave_the_disk_with_the_next_checkpoint() {
     assert!(c.contains_key(&(PartitionId(2), b"new-delete".to_vec())));
     // A write older than the purged tombstone could now apply: that is why purging waits
     // a grace period (every replica has the tombstone long before).
-    assert_eq!(s.purge_tombstones(500).unwrap(), 0);
+    assert_eq!(s.forget_tombstones(PartitionId(1), old).unwrap(), 0);
     s.checkpoint().unwrap();
     drop(s);
     let s = open(dir.path());

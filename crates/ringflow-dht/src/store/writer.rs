@@ -102,8 +102,9 @@ pub(crate) enum Request {
     Data(Data),
     /// Start a new segment; answers its number (everything before it is applied in memory).
     Roll(Done<u64>),
-    /// Forget tombstones whose version timestamp is below the value; answers how many.
-    Purge(u64, Done<u64>),
+    /// Forget these tombstones of a partition (each only if still that very tombstone);
+    /// answers how many.
+    Forget(PartitionId, Vec<(Vec<u8>, crate::Version)>, Done<u64>),
     /// Flush and stop.
     Close(Done<()>),
 }
@@ -188,8 +189,8 @@ impl Writer {
                     let result = self.roll();
                     done.complete(result);
                 }
-                Request::Purge(before_ts, done) => {
-                    done.complete(Ok(self.shared.purge_tombstones(before_ts)));
+                Request::Forget(partition, tombstones, done) => {
+                    done.complete(Ok(self.shared.forget_tombstones(partition, &tombstones)));
                 }
                 Request::Close(done) => {
                     let result = self.flush();

@@ -98,6 +98,10 @@ pub struct WorkerArgs {
     /// writes the OS has and fsyncs every N ms (config key `dht.fsync_interval_ms`).
     #[arg(long)]
     pub fsync_interval_ms: Option<u64>,
+    /// Seconds after a delete its tombstone may be forgotten, once every replica holds it
+    /// (config key `dht.tombstone_grace_s`; 0 keeps tombstones forever).
+    #[arg(long)]
+    pub tombstone_grace_s: Option<u64>,
     /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -202,6 +206,9 @@ pub fn worker_config(a: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
     }
     if let Some(v) = a.resp_listen {
         c.dht.resp_listen = Some(v);
+    }
+    if let Some(v) = a.tombstone_grace_s {
+        c.dht.tombstone_grace_s = v;
     }
     if let Some(v) = a.fsync_interval_ms {
         c.dht.fsync_interval_ms = v;
