@@ -28,6 +28,7 @@ impl DhtService {
         }
         let p = PartitionId(partition);
         let mut best: Vec<Option<Entry>> = keys.iter().map(|k| self.store.get(p, k)).collect();
+        let mine = best.clone();
         let needed = place.quorum;
         // A copy still catching up does not count towards the quorum.
         let local = usize::from(!self.syncing.borrow().contains(&partition));
@@ -96,64 +97,163 @@ impl DhtService {
                     }
                 }
             }
-            self.read_repair(partition, &keys, &best, &answers);
+            // A newest version that fewer than a quorum hold (a write whose outcome was
+            // unknown) is written to a quorum before it is returned: once read, it must
+            // not be lost to a later read.
+            let counted: Vec<&[Option<Entry>]> = (local == 1)
+                .then_some(mine.as_slice())
+                .into_iter()
+                .chain(answers.iter().map(|(_, e)| e.as_slice()))
+                .collect();
+            let held = holders(&best, &counted);
+            // Repairs are awaited (replicas that answered are live, and lagging ones are
+            // rare): a value short of a quorum must be copied before it is returned.
+            let gained = self
+                .read_repair(partition, &keys, &best, &answers, local == 1)
+                .await;
+            let short = held
+                .iter()
+                .zip(&gained)
+                .filter(|(h, g)| **h + **g < needed)
+                .count();
+            if short > 0 {
+                return DhtResponse::Unavailable {
+                    reason: format!(
+                        "{short} key(s) have a newest version that fewer than {needed} replicas hold and it could not be copied in time: not returned"
+                    ),
+                };
+            }
         }
         DhtResponse::Values {
             values: best.into_iter().map(|e| e.and_then(|e| e.value)).collect(),
         }
     }
 
-    /// Sends the winning entries to replicas (and this node) that were behind.
-    fn read_repair(
+    /// Sends the winning entries to replicas (and this node) that were behind and waits
+    /// for them (each at most `replica_timeout`): per key, how many more copies of the
+    /// winner there are now (this node's counted only if `local_counts`: a copy still
+    /// catching up does not).
+    async fn read_repair(
         &self,
         partition: u32,
         keys: &[Vec<u8>],
         best: &[Option<Entry>],
         answers: &[(SocketAddr, Vec<Option<Entry>>)],
-    ) {
+        local_counts: bool,
+    ) -> Vec<usize> {
         let p = PartitionId(partition);
         let behind = |have: Option<&Entry>, want: &Option<Entry>| match want {
             Some(w) => w.supersedes(have),
             None => false,
         };
-        let local: Vec<Write> = keys
+        let mut gained = vec![0usize; keys.len()];
+        let local: Vec<(usize, Write)> = keys
             .iter()
             .zip(best)
-            .filter(|(k, b)| behind(self.store.get(p, k).as_ref(), b))
-            .filter_map(|(k, b)| {
-                b.clone().map(|entry| Write {
-                    partition: p,
-                    key: k.clone(),
-                    entry,
+            .enumerate()
+            .filter(|(_, (k, b))| behind(self.store.get(p, k).as_ref(), b))
+            .filter_map(|(i, (k, b))| {
+                b.clone().map(|entry| {
+                    (
+                        i,
+                        Write {
+                            partition: p,
+                            key: k.clone(),
+                            entry,
+                        },
+                    )
                 })
             })
             .collect();
-        if !local.is_empty() {
-            self.store.write_async(local, Box::new(|_| {}));
-        }
-        for (addr, entries) in answers {
-            let writes: Vec<(Vec<u8>, Entry)> = keys
+        let local_repair = async {
+            if local.is_empty() {
+                return Vec::new();
+            }
+            let idx: Vec<usize> = local.iter().map(|(i, _)| *i).collect();
+            let writes = local.into_iter().map(|(_, w)| w).collect();
+            match self.store_write(writes).await {
+                Ok(_) => idx,
+                Err(_) => Vec::new(),
+            }
+        };
+        let remote = answers.iter().filter_map(|(addr, entries)| {
+            let (idx, writes): (Vec<usize>, Vec<(Vec<u8>, Entry)>) = keys
                 .iter()
                 .zip(best.iter().zip(entries))
-                .filter(|(_, (b, have))| behind(have.as_ref(), b))
-                .filter_map(|(k, (b, _))| b.clone().map(|e| (k.clone(), e)))
-                .collect();
+                .enumerate()
+                .filter(|(_, (_, (b, have)))| behind(have.as_ref(), b))
+                .filter_map(|(i, (k, (b, _)))| b.clone().map(|e| (i, (k.clone(), e))))
+                .unzip();
             if writes.is_empty() {
-                continue;
+                return None;
             }
-            let (peers, addr) = (self.peers.clone(), *addr);
-            let (epoch, from) = (self.current_epoch(), self.me.0.clone());
-            tokio::task::spawn_local(async move {
-                let req = DhtRequest::Replicate {
-                    partition,
-                    writes,
-                    epoch,
-                    from,
-                };
-                if let Err(e) = peers.call(addr, &req).await {
-                    tracing::debug!(%addr, error = %e, "read repair failed");
+            let req = DhtRequest::Replicate {
+                partition,
+                writes,
+                epoch: self.current_epoch(),
+                from: self.me.0.clone(),
+            };
+            let addr = *addr;
+            Some(async move {
+                let r = tokio::time::timeout(self.cfg.replica_timeout, self.peers.call(addr, &req))
+                    .await;
+                match r {
+                    Ok(Ok(DhtResponse::Replicated | DhtResponse::Superseded { .. })) => idx,
+                    other => {
+                        tracing::debug!(%addr, answer = ?other, "read repair failed");
+                        Vec::new()
+                    }
                 }
-            });
+            })
+        });
+        let remote: Vec<_> = remote.collect();
+        let (mine, theirs) = tokio::join!(local_repair, crate::join::join_all(remote));
+        let mine = if local_counts { mine } else { Vec::new() };
+        for i in mine.into_iter().chain(theirs.into_iter().flatten()) {
+            gained[i] += 1;
         }
+        gained
+    }
+}
+
+/// Sans-IO: per key, how many of the `counted` copies (this node's, if it counts, and
+/// each replica's answer) hold exactly the winning version `best`.
+pub(super) fn holders(best: &[Option<Entry>], counted: &[&[Option<Entry>]]) -> Vec<usize> {
+    best.iter()
+        .enumerate()
+        .map(|(i, b)| match b {
+            None => counted.len(),
+            Some(b) => counted
+                .iter()
+                .filter(|c| {
+                    c.get(i)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|e| e.version == b.version)
+                })
+                .count(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Version;
+
+    fn e(ts: u64) -> Option<Entry> {
+        Some(Entry {
+            version: Version { ts, node: 1 },
+            value: Some(b"v".to_vec()),
+        })
+    }
+
+    #[test]
+    fn a_winner_only_one_copy_holds_is_short_of_a_quorum() {
+        let best = vec![e(5), e(3), None];
+        let primary = vec![e(5), e(3), None];
+        let replica = vec![e(4), e(3), None];
+        let held = holders(&best, &[&primary, &replica]);
+        // Key 0: only the primary has version 5 (an unknown-outcome write): 1 of 2.
+        assert_eq!(held, vec![1, 2, 2]);
     }
 }
