@@ -7,11 +7,16 @@
 //! majority, return the highest version, and repair replicas that were behind.
 //!
 //! One file per concern, all of them `impl DhtService`: `dispatch` (requests from streams,
-//! batches taken apart, fencing), `write` (the primary's quorum write, a replica's store),
-//! `read` (quorum read, read repair), `routing` (placement, redirects, requests sent to a
-//! partition's primary), `handoff` (catching up on gained partitions), `upkeep` (following
-//! views: orphan push, compaction, tombstone purge), `coalesce` (per-peer request batching)
-//! and `metrics`. The RESP gateway is not started here: see [`crate::resp::Gateway`].
+//! batches taken apart, fencing), `write` (the primary's quorum write with re-stamping above
+//! newer versions, a replica's store), `read` (quorum read, awaited read repair), `routing`
+//! (placement, the lease check, redirects, requests sent to a partition's primary),
+//! `handoff` (catching up on gained partitions), `upkeep` (following views: orphan push,
+//! compaction), `tombstones` (forgotten only once every replica holds them), `clock` (the
+//! HLC's high-water mark on disk), `coalesce` (per-peer request batching) and `metrics`.
+//!
+//! A primary acts only while it holds the worker's lease from the coordinator
+//! ([`ringflow_cluster::lease`]). The RESP gateway is not started here: see
+//! [`crate::resp::Gateway`].
 
 mod clock;
 mod coalesce;
