@@ -2,6 +2,7 @@
 # DHT throughput through the Redis protocol, beside redis-server measured in the same run.
 #
 #   scripts/bench-dht.sh [REQUESTS]        (default 100000)
+#   RINGFLOW_BIN=path/to/ringflow scripts/bench-dht.sh    (measure another build)
 #
 # Starts a local ringflow cluster (3 workers, RF=1 then RF=3), drives worker-1's RESP port
 # with redis-benchmark (SET and GET, 50 clients, without and with -P 16), then redis-server
@@ -21,8 +22,13 @@ if ! command -v redis-benchmark >/dev/null || ! command -v redis-server >/dev/nu
     exit 1
   fi
 fi
-cargo build --release --bin ringflow -q
-BIN="$PWD/target/release/ringflow"
+# RINGFLOW_BIN: measure that binary instead (e.g. an older build, for a before/after).
+if [ -n "${RINGFLOW_BIN:-}" ]; then
+  BIN="$RINGFLOW_BIN"
+else
+  cargo build --release --bin ringflow -q
+  BIN="$PWD/target/release/ringflow"
+fi
 WORK="$(mktemp -d)"
 cleanup() {
   [ -n "${LOCAL_PID:-}" ] && kill -INT "$LOCAL_PID" 2>/dev/null && wait "$LOCAL_PID" 2>/dev/null || true

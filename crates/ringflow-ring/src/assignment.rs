@@ -211,6 +211,76 @@ impl Assignment {
             .collect()
     }
 
+    /// This table with the rows of `parts` taken from `previous` (same partition count
+    /// and replication), workers re-indexed; everything else as it is. Used to keep a
+    /// replica set that must not be re-planned yet.
+    pub fn with_rows_from(&self, previous: &Assignment, parts: &[PartitionId]) -> Assignment {
+        if parts.is_empty() || previous.config != self.config {
+            return self.clone();
+        }
+        let keep: std::collections::BTreeSet<PartitionId> = parts.iter().copied().collect();
+        let mut workers: Vec<WorkerId> = self.workers.clone();
+        for p in &keep {
+            workers.extend(previous.replicas(*p).into_iter().cloned());
+        }
+        workers.sort();
+        workers.dedup();
+        let index = |id: &WorkerId| {
+            workers
+                .binary_search(id)
+                .map(|i| i as u32)
+                .unwrap_or(NO_OWNER)
+        };
+        let width = self.config.replication;
+        let mut owners = vec![NO_OWNER; self.owners.len()];
+        for p in self.partition_ids() {
+            let row: Vec<&WorkerId> = if keep.contains(&p) {
+                previous.replicas(p)
+            } else {
+                self.replicas(p)
+            };
+            for (j, id) in row.into_iter().take(width).enumerate() {
+                owners[p.index() * width + j] = index(id);
+            }
+        }
+        // Workers left without a slot are not listed.
+        let mut used = vec![false; workers.len()];
+        for &i in owners.iter().filter(|&&i| i != NO_OWNER) {
+            used[i as usize] = true;
+        }
+        let remap: Vec<u32> = used
+            .iter()
+            .scan(0u32, |next, &u| {
+                let r = if u { *next } else { NO_OWNER };
+                if u {
+                    *next += 1;
+                }
+                Some(r)
+            })
+            .collect();
+        let owners = owners
+            .into_iter()
+            .map(|i| if i == NO_OWNER { i } else { remap[i as usize] })
+            .collect();
+        let workers = workers
+            .into_iter()
+            .zip(&used)
+            .filter(|(_, u)| **u)
+            .map(|(w, _)| w)
+            .collect();
+        Assignment {
+            epoch: self.epoch,
+            config: self.config,
+            workers,
+            owners,
+        }
+    }
+
+    /// Whether two tables place every partition the same way (epochs aside).
+    pub fn same_placement(&self, other: &Assignment) -> bool {
+        self.config == other.config && self.workers == other.workers && self.owners == other.owners
+    }
+
     /// Checks the table: valid config, `owners` sized `partitions * replication`, worker
     /// ids strictly sorted, indexes in range, owned slots before empty ones, and the
     /// replicas within a partition distinct.
@@ -328,6 +398,40 @@ mod tests {
         assert!(a.counts().is_empty());
         assert_eq!(a.assigned_slots(), 0);
         assert_eq!(moved_fraction(&a, &a), 0.0);
+    }
+
+    #[test]
+    fn rows_kept_from_a_previous_table_keep_their_workers_and_the_rest_is_unchanged() {
+        let c = cfg(2, 3);
+        let w = |s: &str| WorkerId::from(s);
+        let prev =
+            Assignment::from_parts(4, c, vec![w("a"), w("b"), w("c")], vec![0, 1, 2, 1, 2, 0])
+                .expect("valid");
+        // b and c died: the planner gave both rows to a alone.
+        let next = Assignment::from_parts(
+            5,
+            c,
+            vec![w("a")],
+            vec![0, NO_OWNER, NO_OWNER, 0, NO_OWNER, NO_OWNER],
+        )
+        .expect("valid");
+        let kept = next.with_rows_from(&prev, &[PartitionId(0)]);
+        assert!(kept.validate().is_ok());
+        assert_eq!(kept.epoch(), 5);
+        let ids = |a: &Assignment, p| -> Vec<String> {
+            a.replicas(PartitionId(p))
+                .iter()
+                .map(|w| w.0.clone())
+                .collect()
+        };
+        assert_eq!(ids(&kept, 0), ["a", "b", "c"]);
+        assert_eq!(ids(&kept, 1), ["a"]);
+        assert!(!kept.same_placement(&next));
+        assert!(kept
+            .with_rows_from(&prev, &[PartitionId(1)])
+            .same_placement(&prev.with_rows_from(&prev, &[])));
+        // Keeping nothing is the table itself.
+        assert!(next.with_rows_from(&prev, &[]).same_placement(&next));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ringflow_proto::{
     ClusterStatus, ClusterView, ErrorCode, ErrorReply, Heartbeat, HeartbeatAck, JoinRequest,
     MemberState, MemberStatus, PeerInfo,
 };
-use ringflow_ring::{assign, Assignment, RingConfig, WorkerId, WorkerSpec};
+use ringflow_ring::{assign, Assignment, PartitionId, RingConfig, WorkerId, WorkerSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::ClusterError;
@@ -207,10 +207,53 @@ impl CoordinatorCore {
                 capacity: m.capacity,
             })
             .collect();
-        let next = assign(Some(&self.assignment), &specs, self.ring)?;
+        let planned = assign(Some(&self.assignment), &specs, self.ring)?;
+        let frozen = self.below_quorum_by_failures();
+        let next = if frozen.is_empty() {
+            planned
+        } else {
+            let mut kept = planned.with_rows_from(&self.assignment, &frozen);
+            // Membership changed (that is why this runs) even if no row did: a new epoch
+            // makes workers take the view, whose peers no longer list the dead.
+            kept.epoch = self.assignment.epoch + 1;
+            kept
+        };
+        if !frozen.is_empty() {
+            tracing::warn!(
+                partitions = frozen.len(),
+                "partitions with fewer live replicas than a quorum keep their replica set \
+                 (dead members included) until a majority of it is back: re-planning them \
+                 onto new workers would copy an incomplete copy"
+            );
+        }
         let changed = next != self.assignment;
         self.assignment = next;
         Ok(changed)
+    }
+
+    /// Partitions whose current replica set lost members to failures (declared dead, not
+    /// left on purpose) and keeps fewer live members than a quorum of the configured
+    /// replication. Such a set is not re-planned: the live members alone may lack writes
+    /// that only the dead ones acknowledged, and new members copying from them would
+    /// make those writes lost for good. The partition refuses reads and writes (below
+    /// quorum) until enough of its members are back.
+    fn below_quorum_by_failures(&self) -> Vec<PartitionId> {
+        let quorum = self.ring.replication / 2 + 1;
+        let state = |id: &WorkerId| self.members.get(id).map(|m| m.state);
+        (0..self.assignment.partitions())
+            .map(PartitionId)
+            .filter(|&p| {
+                let row = self.assignment.replicas(p);
+                let failed = row
+                    .iter()
+                    .any(|id| state(id).is_none_or(|s| s == MemberState::Dead));
+                let live = row
+                    .iter()
+                    .filter(|id| self.members.get(*id).is_some_and(Member::is_live))
+                    .count();
+                failed && live < quorum
+            })
+            .collect()
     }
 
     /// A worker joins, or rejoins after a restart or a lost session.
@@ -638,6 +681,48 @@ mod tests {
             c.members.get(&"w0".into()).unwrap().state,
             MemberState::Alive
         );
+    }
+
+    /// Two of three replicas die: the sets are not re-planned onto the survivor alone nor
+    /// onto a worker that joins meanwhile (it would copy from one replica what a quorum
+    /// acknowledged); once a majority of each set is back, they are re-planned as usual.
+    #[test]
+    fn a_replica_set_below_quorum_by_failures_waits_for_a_majority_of_its_members() {
+        let (mut c, s) = cluster_of(3);
+        let mut now = 0;
+        while c.members.get(&"w1".into()).unwrap().state != MemberState::Dead {
+            now += 100;
+            beat(&mut c, "w0", s[0], now).unwrap();
+            c.tick(now).unwrap();
+            assert!(now < 10_000, "w1 and w2 are declared dead");
+        }
+        assert_eq!(
+            c.members.get(&"w2".into()).unwrap().state,
+            MemberState::Dead
+        );
+        let full = |c: &CoordinatorCore| {
+            (0..256).all(|p| c.assignment.replicas(PartitionId(p)).len() == 3)
+        };
+        assert!(full(&c), "rows keep their dead members");
+        c.on_join(&join("w3", c.epoch()), now).unwrap();
+        assert!(
+            c.assignment.partitions_of(&"w3".into()).is_empty(),
+            "a new worker copies nothing while a quorum of the old set is dead"
+        );
+        // w1 comes back: a majority of every set is live, so the dead w2 is replaced.
+        c.on_join(&join("w1", c.epoch()), now + 10).unwrap();
+        let w2: WorkerId = "w2".into();
+        assert!(c.assignment.partitions_of(&w2).is_empty(), "w2 replaced");
+        assert!(!c.assignment.partitions_of(&"w3".into()).is_empty());
+    }
+
+    /// A worker that leaves on purpose hands its partitions over: leaves never freeze.
+    #[test]
+    fn replica_sets_shrunk_by_leaves_are_re_planned() {
+        let (mut c, s) = cluster_of(3);
+        c.on_leave(&"w1".into(), s[1]).unwrap();
+        c.on_leave(&"w2".into(), s[2]).unwrap();
+        assert!((0..256).all(|p| c.assignment.replicas(PartitionId(p)).len() == 1));
     }
 
     #[test]

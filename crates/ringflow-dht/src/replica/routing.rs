@@ -19,7 +19,7 @@ pub(super) struct Placement {
     pub(super) primary: Option<WorkerId>,
     /// The other replicas' addresses (this node left out).
     pub(super) others: Vec<SocketAddr>,
-    /// The replica set's size, this node included.
+    /// The live members of the replica set, this node included.
     pub(super) size: usize,
     /// Replicas a write or read needs: a majority of the *configured* replication, not
     /// of the live replica set, so a set shrunk by failures cannot acknowledge alone
@@ -50,15 +50,19 @@ impl DhtService {
         }
         let replicas: Vec<WorkerId> = view.assignment.replicas(p).into_iter().cloned().collect();
         let addr_of = |id: &WorkerId| view.socket_addr_of(id);
+        let others: Vec<SocketAddr> = replicas
+            .iter()
+            .filter(|id| **id != self.me)
+            .filter_map(addr_of)
+            .collect();
+        // Live members only: a set the coordinator keeps with dead members (below a
+        // quorum by failures) lists workers that are not in the view.
+        let size = others.len() + usize::from(replicas.contains(&self.me));
         Some(Placement {
             epoch: view.epoch(),
             primary: replicas.first().cloned(),
-            others: replicas
-                .iter()
-                .filter(|id| **id != self.me)
-                .filter_map(addr_of)
-                .collect(),
-            size: replicas.len(),
+            others,
+            size,
             quorum: view.assignment.config.replication / 2 + 1,
         })
     }
