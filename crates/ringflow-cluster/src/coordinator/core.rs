@@ -231,27 +231,29 @@ impl CoordinatorCore {
         Ok(changed)
     }
 
-    /// Partitions whose current replica set lost members to failures (declared dead, not
-    /// left on purpose) and keeps fewer live members than a quorum of the configured
-    /// replication. Such a set is not re-planned: the live members alone may lack writes
-    /// that only the dead ones acknowledged, and new members copying from them would
-    /// make those writes lost for good. The partition refuses reads and writes (below
-    /// quorum) until enough of its members are back.
+    /// Partitions whose current replica set lost at least a quorum of its members to
+    /// failures (declared dead, not left on purpose). A write was acknowledged by a
+    /// quorum of the set; if that many are dead, the survivors may all lack it, and new
+    /// members copying from them would make it lost for good. Such a set is not
+    /// re-planned: the partition refuses reads and writes (below quorum) until enough
+    /// of its members are back. With fewer dead, every acknowledged write is on a
+    /// survivor, and the set is re-planned as usual.
     fn below_quorum_by_failures(&self) -> Vec<PartitionId> {
         let quorum = self.ring.replication / 2 + 1;
-        let state = |id: &WorkerId| self.members.get(id).map(|m| m.state);
+        let dead = |id: &WorkerId| {
+            self.members
+                .get(id)
+                .is_none_or(|m| m.state == MemberState::Dead)
+        };
         (0..self.assignment.partitions())
             .map(PartitionId)
             .filter(|&p| {
-                let row = self.assignment.replicas(p);
-                let failed = row
+                self.assignment
+                    .replicas(p)
                     .iter()
-                    .any(|id| state(id).is_none_or(|s| s == MemberState::Dead));
-                let live = row
-                    .iter()
-                    .filter(|id| self.members.get(*id).is_some_and(Member::is_live))
-                    .count();
-                failed && live < quorum
+                    .filter(|id| dead(id))
+                    .count()
+                    >= quorum
             })
             .collect()
     }

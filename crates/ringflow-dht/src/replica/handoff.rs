@@ -15,6 +15,32 @@ use crate::store::Write;
 use crate::wire::{DhtRequest, DhtResponse};
 use crate::{DhtError, Entry};
 
+/// When a handoff has caught up.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Need {
+    /// Complete copies needed in one round: enough copies to meet every write quorum
+    /// (`spread`), less this node's own durable copy if it has one (a restart).
+    pub(super) complete: usize,
+    /// Copies that every write quorum meets: `R - (⌊R/2⌋ + 1) + 1` for the configured
+    /// replication `R` (2 of 3, 1 of 2).
+    pub(super) spread: usize,
+    /// This node holds data of every partition of the group.
+    pub(super) own: bool,
+}
+
+impl Need {
+    /// Sans-IO: caught up once `complete` sources with complete copies answered, or when
+    /// every current co-replica answered though all are catching up too (every replica
+    /// restarted at once: each has its own durable data, together everything) provided
+    /// they and this node are enough copies to meet every write quorum.
+    pub(super) fn met(&self, complete: usize, current: usize, current_answered: usize) -> bool {
+        complete >= self.complete
+            || (current > 0
+                && current_answered == current
+                && current + usize::from(self.own) >= self.spread)
+    }
+}
+
 /// Byte budget of one handoff page.
 pub(super) const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -159,19 +185,32 @@ impl DhtService {
             groups = groups.len(),
             "handoff: catching up on gained partitions"
         );
+        let replication = current.assignment.config.replication;
+        // Sources that every write quorum meets: R - quorum + 1.
+        let spread = replication - (replication / 2 + 1) + 1;
         for (sources, partitions) in groups {
+            // Complete copies needed: enough to meet every write quorum, this node's own
+            // durable copy counting as one (a restart) if it holds every partition.
+            let own = partitions
+                .iter()
+                .all(|&p| self.store.partition_len(PartitionId(p)) > 0);
+            let need = Need {
+                complete: spread.saturating_sub(usize::from(own)).max(1),
+                spread,
+                own,
+            };
             let this = self.clone();
             tokio::task::spawn_local(async move {
-                this.sync_from(sources, partitions).await;
+                this.sync_from(sources, partitions, need).await;
             });
         }
     }
 
     /// Copies `partitions` from every source that answers (previous owners first) and
     /// merges them by version, so that an acknowledged write held by any reachable old
-    /// replica arrives. Retries until at least one source succeeded in a round, or the
-    /// partitions are no longer ours.
-    async fn sync_from(self: Rc<Self>, sources: Vec<WorkerId>, partitions: Vec<u32>) {
+    /// replica arrives. Retries until enough sources answered in a round (see [`Need`]),
+    /// or the partitions are no longer ours.
+    async fn sync_from(self: Rc<Self>, sources: Vec<WorkerId>, partitions: Vec<u32>, need: Need) {
         let mut round = 0usize;
         loop {
             let partitions: Vec<u32> = partitions
@@ -225,11 +264,8 @@ impl DhtService {
                     }
                 }
             }
-            // Caught up once a source with a complete copy answered, or when every current
-            // co-replica answered but all are catching up too (every replica restarted at
-            // once: each has its own durable data, and together they have everything).
             let answered = complete + partial;
-            if complete > 0 || (!current.is_empty() && current_answered == current.len()) {
+            if need.met(complete, current.len(), current_answered) {
                 {
                     let mut syncing = self.syncing.borrow_mut();
                     for p in &partitions {
@@ -328,5 +364,38 @@ impl DhtService {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Need;
+
+    #[test]
+    fn a_new_replica_needs_complete_copies_that_meet_every_write_quorum() {
+        // Replication 3: quorum 2, so any 2 copies meet every quorum.
+        let new = Need {
+            complete: 2,
+            spread: 2,
+            own: false,
+        };
+        assert!(!new.met(1, 2, 1), "one complete source may lack a write two others had");
+        assert!(new.met(2, 2, 2));
+        // The set kept with dead members: only one co-replica left, catching up or not.
+        assert!(!new.met(0, 1, 1), "one live co-replica and an empty copy are not enough");
+        let restarted = Need {
+            complete: 1,
+            spread: 2,
+            own: true,
+        };
+        assert!(restarted.met(1, 2, 1), "its own copy and one complete source");
+        assert!(restarted.met(0, 1, 1), "all restarted at once: its copy and the other's");
+        // Replication 2: quorum 2, every acknowledged write is on both; one copy suffices.
+        let rf2 = Need {
+            complete: 1,
+            spread: 1,
+            own: false,
+        };
+        assert!(rf2.met(1, 1, 1));
     }
 }
