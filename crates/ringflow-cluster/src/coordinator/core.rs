@@ -100,6 +100,10 @@ pub struct CoordinatorCore {
     next_session: u64,
     /// When [`CoordinatorCore::tick`] last ran (to notice this coordinator's own stalls).
     last_tick: Option<u64>,
+    /// Per partition, the last replica set it had at full replication: the members among
+    /// which its acknowledged writes are guaranteed (see `below_quorum_by_failures`).
+    /// Not persisted: after a restart, the loaded table's full rows.
+    full_rows: Vec<Option<Vec<WorkerId>>>,
 }
 
 impl CoordinatorCore {
@@ -123,6 +127,7 @@ impl CoordinatorCore {
             assignment: Assignment::empty(ring),
             next_session: 1,
             last_tick: None,
+            full_rows: Vec::new(),
         };
         if let Some(p) = persisted {
             if p.cluster != cluster {
@@ -146,6 +151,7 @@ impl CoordinatorCore {
                 core.members.insert(m.id.clone(), m);
             }
             core.assignment = p.assignment;
+            core.note_full_rows();
             // A changed replication factor takes effect through an ordinary rebalance.
             if p.ring.replication != ring.replication {
                 core.rebalance()?;
@@ -228,16 +234,29 @@ impl CoordinatorCore {
         }
         let changed = next != self.assignment;
         self.assignment = next;
+        self.note_full_rows();
         Ok(changed)
     }
 
-    /// Partitions whose current replica set lost at least a quorum of its members to
-    /// failures (declared dead, not left on purpose). A write was acknowledged by a
-    /// quorum of the set; if that many are dead, the survivors may all lack it, and new
+    /// Remembers the rows of the current table that have full replication.
+    fn note_full_rows(&mut self) {
+        let n = self.assignment.partitions() as usize;
+        self.full_rows.resize(n, None);
+        for (p, slot) in self.full_rows.iter_mut().enumerate() {
+            let row = self.assignment.replicas(PartitionId(p as u32));
+            if row.len() >= self.ring.replication {
+                *slot = Some(row.into_iter().cloned().collect());
+            }
+        }
+    }
+
+    /// Partitions that lost a quorum of their last fully replicated set to failures
+    /// (declared dead, not left on purpose). Every acknowledged write is on a quorum of
+    /// that set (or on every member of the smaller sets since, which were re-planned
+    /// from it); with a quorum of it dead, the survivors may all lack a write, and new
     /// members copying from them would make it lost for good. Such a set is not
-    /// re-planned: the partition refuses reads and writes (below quorum) until enough
-    /// of its members are back. With fewer dead, every acknowledged write is on a
-    /// survivor, and the set is re-planned as usual.
+    /// re-planned: the partition refuses reads and writes (below quorum) until enough of
+    /// its members are back.
     fn below_quorum_by_failures(&self) -> Vec<PartitionId> {
         let quorum = self.ring.replication / 2 + 1;
         let dead = |id: &WorkerId| {
@@ -248,12 +267,15 @@ impl CoordinatorCore {
         (0..self.assignment.partitions())
             .map(PartitionId)
             .filter(|&p| {
-                self.assignment
-                    .replicas(p)
-                    .iter()
-                    .filter(|id| dead(id))
-                    .count()
-                    >= quorum
+                let current: Vec<WorkerId>;
+                let set = match self.full_rows.get(p.index()).and_then(Option::as_ref) {
+                    Some(full) => full,
+                    None => {
+                        current = self.assignment.replicas(p).into_iter().cloned().collect();
+                        &current
+                    }
+                };
+                set.iter().filter(|id| dead(id)).count() >= quorum
             })
             .collect()
     }
@@ -716,6 +738,55 @@ mod tests {
         let w2: WorkerId = "w2".into();
         assert!(c.assignment.partitions_of(&w2).is_empty(), "w2 replaced");
         assert!(!c.assignment.partitions_of(&"w3".into()).is_empty());
+    }
+
+    /// The two die one after the other: after the first, the sets shrink to the two
+    /// survivors (no worker to replace it); after the second, the last survivor may lack
+    /// writes the two dead acknowledged, so the sets are kept.
+    #[test]
+    fn failures_one_after_another_count_against_the_last_full_set() {
+        let (mut c, s) = cluster_of(3);
+        let mut now = 0;
+        let state = |c: &CoordinatorCore, id: &str| c.members.get(&id.into()).unwrap().state;
+        while state(&c, "w1") != MemberState::Dead {
+            now += 100;
+            beat(&mut c, "w0", s[0], now).unwrap();
+            beat(&mut c, "w2", s[2], now).unwrap();
+            c.tick(now).unwrap();
+        }
+        assert!((0..256).all(|p| c.assignment.replicas(PartitionId(p)).len() == 2));
+        while state(&c, "w2") != MemberState::Dead {
+            now += 100;
+            beat(&mut c, "w0", s[0], now).unwrap();
+            c.tick(now).unwrap();
+        }
+        assert!(
+            (0..256).all(|p| c.assignment.replicas(PartitionId(p)).len() == 2),
+            "kept with w2"
+        );
+        c.on_join(&join("w3", c.epoch()), now).unwrap();
+        assert!(c.assignment.partitions_of(&"w3".into()).is_empty());
+    }
+
+    /// Replication 2: every acknowledged write is on both replicas, so the survivor of
+    /// one failure has them all and the set is re-planned at once.
+    #[test]
+    fn with_replication_two_one_failure_is_re_planned() {
+        let mut c =
+            CoordinatorCore::new("c", RingConfig::new(256, 2).unwrap(), T, None, 0).unwrap();
+        let s: Vec<u64> = (0..4)
+            .map(|i| c.on_join(&join(&format!("w{i}"), 0), 0).unwrap().session)
+            .collect();
+        let mut now = 0;
+        while c.members.get(&"w3".into()).unwrap().state != MemberState::Dead {
+            now += 100;
+            for i in 0..3 {
+                beat(&mut c, &format!("w{i}"), s[i], now).unwrap();
+            }
+            c.tick(now).unwrap();
+        }
+        assert!(c.assignment.partitions_of(&"w3".into()).is_empty());
+        assert!((0..256).all(|p| c.assignment.replicas(PartitionId(p)).len() == 2));
     }
 
     /// A worker that leaves on purpose hands its partitions over: leaves never freeze.

@@ -379,17 +379,29 @@ mod tests {
             spread: 2,
             own: false,
         };
-        assert!(!new.met(1, 2, 1), "one complete source may lack a write two others had");
+        assert!(
+            !new.met(1, 2, 1),
+            "one complete source may lack a write two others had"
+        );
         assert!(new.met(2, 2, 2));
         // The set kept with dead members: only one co-replica left, catching up or not.
-        assert!(!new.met(0, 1, 1), "one live co-replica and an empty copy are not enough");
+        assert!(
+            !new.met(0, 1, 1),
+            "one live co-replica and an empty copy are not enough"
+        );
         let restarted = Need {
             complete: 1,
             spread: 2,
             own: true,
         };
-        assert!(restarted.met(1, 2, 1), "its own copy and one complete source");
-        assert!(restarted.met(0, 1, 1), "all restarted at once: its copy and the other's");
+        assert!(
+            restarted.met(1, 2, 1),
+            "its own copy and one complete source"
+        );
+        assert!(
+            restarted.met(0, 1, 1),
+            "all restarted at once: its copy and the other's"
+        );
         // Replication 2: quorum 2, every acknowledged write is on both; one copy suffices.
         let rf2 = Need {
             complete: 1,
