@@ -780,8 +780,8 @@ mod tests {
         let mut now = 0;
         while c.members.get(&"w3".into()).unwrap().state != MemberState::Dead {
             now += 100;
-            for i in 0..3 {
-                beat(&mut c, &format!("w{i}"), s[i], now).unwrap();
+            for (i, session) in s.iter().enumerate().take(3) {
+                beat(&mut c, &format!("w{i}"), *session, now).unwrap();
             }
             c.tick(now).unwrap();
         }
