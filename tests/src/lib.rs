@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod netfault;
+pub mod redis_client;
 
 /// libfaketime's preload library, where Debian's `faketime` package puts it (`.ci/run`
 /// installs it): a process started with it in `LD_PRELOAD` and `FAKETIME` set sees a

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use redis::{Commands, Value};
 use ringflow_dht::DhtClient;
 use ringflow_net::TlsIdentity;
+use ringflow_tests::redis_client::{connect, error_text};
 use ringflow_tests::{pseudo_random, ringflow, Client, ClusterOpts, TestCluster};
 
 fn start() -> (TestCluster, BTreeMap<String, SocketAddr>) {
@@ -26,29 +27,11 @@ fn url(addr: SocketAddr) -> String {
     format!("redis://{addr}/")
 }
 
-fn connect(addr: SocketAddr) -> redis::Connection {
-    let client = redis::Client::open(url(addr)).expect("redis client");
-    let con = client
-        .get_connection_with_timeout(Duration::from_secs(10))
-        .expect("redis connection");
-    con.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("read timeout");
-    con
-}
-
 fn cli(c: &TestCluster, args: &[&str]) -> std::process::Output {
     let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     full.extend(c.client_args());
     let refs: Vec<&str> = full.iter().map(String::as_str).collect();
     ringflow(&refs)
-}
-
-fn error_text(e: &redis::RedisError) -> String {
-    format!(
-        "{} {}",
-        e.code().unwrap_or_default(),
-        e.detail().unwrap_or_default()
-    )
 }
 
 #[test]

@@ -158,6 +158,15 @@ pub struct DhtSettings {
     /// days; 0 keeps them forever). A worker away for longer must rejoin with an empty
     /// data directory, or values deleted meanwhile can come back with it.
     pub tombstone_grace_s: u64,
+    /// Most keys one RESP command may name (`MGET`, `MSET`, `DEL`, `UNLINK`, `EXISTS`);
+    /// more are answered `-ERR`, nothing executed. Default 10 000.
+    pub max_keys_per_command: usize,
+    /// Largest reply the RESP port builds for one command, in bytes (never less than
+    /// `max_value` plus 1 KiB); a larger one is answered `-ERR`. Default 64 MiB.
+    pub max_reply_bytes: usize,
+    /// Most RESP clients connected at once; one more is answered `-ERR max number of
+    /// clients reached` and closed. Default 10 000.
+    pub max_clients: usize,
 }
 
 impl Default for DhtSettings {
@@ -168,6 +177,9 @@ impl Default for DhtSettings {
             max_value: 8 * 1024 * 1024,
             fsync_interval_ms: 0,
             tombstone_grace_s: 7 * 24 * 3600,
+            max_keys_per_command: 10_000,
+            max_reply_bytes: 64 * 1024 * 1024,
+            max_clients: 10_000,
         }
     }
 }

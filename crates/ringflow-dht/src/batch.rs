@@ -1,7 +1,7 @@
 //! Batched reads and writes, shared by the client and by workers routing for others:
 //! keys grouped by partition, one request per partition, all in flight at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 
 use crate::wire::{DhtRequest, DhtResponse};
@@ -33,14 +33,55 @@ fn group<R: Router>(r: &R, keys: &[&[u8]]) -> Result<BTreeMap<u32, Vec<usize>>, 
     Ok(groups)
 }
 
-/// Writes (value `None` deletes); per item, whether a value existed before.
+/// A copy of `e`, for the items of a batch that share one failure. Every variant is named
+/// (no catch-all), so a new one must decide how it is copied.
+pub(crate) fn copy_error(e: &DhtError) -> DhtError {
+    match e {
+        DhtError::Config(m) => DhtError::Config(m.clone()),
+        DhtError::Io { context, source } => DhtError::Io {
+            context: context.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        DhtError::Corrupt { path, reason } => DhtError::Corrupt {
+            path: path.clone(),
+            reason: reason.clone(),
+        },
+        DhtError::TooLarge { what, len, max } => DhtError::TooLarge {
+            what,
+            len: *len,
+            max: *max,
+        },
+        DhtError::Peer(m) => DhtError::Peer(m.clone()),
+        DhtError::Unavailable(m) => DhtError::Unavailable(m.clone()),
+        DhtError::NoOwner(p) => DhtError::NoOwner(*p),
+        DhtError::Refused(m) => DhtError::Refused(m.clone()),
+        DhtError::OutcomeUnknown(m) => DhtError::OutcomeUnknown(m.clone()),
+        DhtError::Closed(m) => DhtError::Closed(m.clone()),
+    }
+}
+
+/// Writes (value `None` deletes), all or nothing for the caller: per item, whether a
+/// value existed before, or the first failure of any partition.
 pub(crate) async fn write<R: Router>(
     r: &R,
     items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 ) -> Result<Vec<bool>, DhtError> {
+    write_each(r, items).await.into_iter().collect()
+}
+
+/// Writes (value `None` deletes), one request per partition, all in flight at once; per
+/// item its own outcome: whether a value existed before, or the failure of its
+/// partition's request (the other partitions' items are unaffected).
+pub(crate) async fn write_each<R: Router>(
+    r: &R,
+    items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) -> Vec<Result<bool, DhtError>> {
     let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_slice()).collect();
-    let groups = group(r, &keys)?;
-    let mut existed = vec![false; items.len()];
+    let groups = match group(r, &keys) {
+        Ok(g) => g,
+        Err(e) => return items.iter().map(|_| Err(copy_error(&e))).collect(),
+    };
+    let mut out: Vec<Result<bool, DhtError>> = items.iter().map(|_| Ok(false)).collect();
     let requests = groups.into_iter().map(|(partition, idx)| {
         let batch: Vec<(Vec<u8>, Option<Vec<u8>>)> =
             idx.iter().map(|&i| items[i].clone()).collect();
@@ -56,32 +97,122 @@ pub(crate) async fn write<R: Router>(
         }
     });
     for (idx, resp) in crate::join::join_all(requests.collect()).await {
-        match resp? {
-            DhtResponse::Written { existed: e } if e.len() == idx.len() => {
-                for (&i, x) in idx.iter().zip(e) {
-                    existed[i] = x;
+        let failure = match resp {
+            Ok(DhtResponse::Written { existed }) if existed.len() == idx.len() => {
+                for (&i, x) in idx.iter().zip(existed) {
+                    out[i] = Ok(x);
                 }
+                continue;
             }
-            other => {
-                return Err(DhtError::Peer(format!(
-                    "unexpected answer to a write: {other:?}"
-                )))
-            }
+            Ok(other) => DhtError::Peer(format!("unexpected answer to a write: {other:?}")),
+            Err(e) => e,
+        };
+        for &i in &idx {
+            out[i] = Err(copy_error(&failure));
         }
     }
-    Ok(existed)
+    out
 }
 
-/// Reads; values in the order of `keys`.
+/// What a batched read came to, per key, without copying values: a key asked several
+/// times is read once, and all its occurrences share that one value.
+#[derive(Debug)]
+pub(crate) struct Reads {
+    /// Per key asked, in order: its index in `values`.
+    slot: Vec<usize>,
+    /// Per distinct key: its value (`None`: absent), or the index of its partition's
+    /// failure in `failures`.
+    values: Vec<Result<Option<Vec<u8>>, usize>>,
+    /// One per failed partition request.
+    failures: Vec<DhtError>,
+}
+
+impl Reads {
+    /// Per key asked: its value or the failure of its partition, borrowed.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Result<Option<&[u8]>, &DhtError>> + '_ {
+        self.slot.iter().map(|&s| match &self.values[s] {
+            Ok(v) => Ok(v.as_deref()),
+            Err(f) => Err(&self.failures[*f]),
+        })
+    }
+
+    /// The first failure, if any key's partition failed.
+    pub(crate) fn first_error(&self) -> Option<&DhtError> {
+        self.failures.first()
+    }
+
+    /// Per key asked, its own outcome: each value moved to the last occurrence of its
+    /// key and copied for the earlier ones (errors copied likewise).
+    pub(crate) fn into_each(self) -> Vec<Result<Option<Vec<u8>>, DhtError>> {
+        let Reads {
+            slot,
+            mut values,
+            failures,
+        } = self;
+        let mut left = vec![0usize; values.len()];
+        for &s in &slot {
+            left[s] += 1;
+        }
+        slot.into_iter()
+            .map(|s| {
+                left[s] -= 1;
+                match &mut values[s] {
+                    Ok(v) if left[s] == 0 => Ok(v.take()),
+                    Ok(v) => Ok(v.clone()),
+                    Err(f) => Err(copy_error(&failures[*f])),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Reads, all or nothing for the caller: values in the order of `keys`, or the first
+/// failure of any partition.
 pub(crate) async fn read<R: Router>(
     r: &R,
     keys: Vec<Vec<u8>>,
 ) -> Result<Vec<Option<Vec<u8>>>, DhtError> {
-    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-    let groups = group(r, &refs)?;
-    let mut out = vec![None; keys.len()];
+    read_each(r, keys).await.into_iter().collect()
+}
+
+/// Reads; per key, in the order of `keys`, its own outcome (a failed partition fails
+/// only its own keys).
+pub(crate) async fn read_each<R: Router>(
+    r: &R,
+    keys: Vec<Vec<u8>>,
+) -> Vec<Result<Option<Vec<u8>>, DhtError>> {
+    read_shared(r, keys).await.into_each()
+}
+
+/// Reads each distinct key of `keys` once, one request per partition, all in flight at
+/// once; see [`Reads`].
+pub(crate) async fn read_shared<R: Router>(r: &R, keys: Vec<Vec<u8>>) -> Reads {
+    let mut seen: HashMap<&[u8], usize> = HashMap::new();
+    let mut distinct: Vec<&[u8]> = Vec::new();
+    let mut slot = Vec::with_capacity(keys.len());
+    for k in &keys {
+        let next = distinct.len();
+        let s = *seen.entry(k.as_slice()).or_insert(next);
+        if s == next {
+            distinct.push(k);
+        }
+        slot.push(s);
+    }
+    let mut reads = Reads {
+        slot,
+        values: distinct.iter().map(|_| Ok(None)).collect(),
+        failures: Vec::new(),
+    };
+    let groups = match group(r, &distinct) {
+        Ok(g) => g,
+        Err(e) => {
+            reads.failures.push(e);
+            reads.values.iter_mut().for_each(|v| *v = Err(0));
+            return reads;
+        }
+    };
     let requests = groups.into_iter().map(|(partition, idx)| {
-        let batch: Vec<Vec<u8>> = idx.iter().map(|&i| keys[i].clone()).collect();
+        let batch: Vec<Vec<u8>> = idx.iter().map(|&i| distinct[i].to_vec()).collect();
         async move {
             let resp = r
                 .send_to_primary(partition, |epoch| DhtRequest::Get {
@@ -94,20 +225,23 @@ pub(crate) async fn read<R: Router>(
         }
     });
     for (idx, resp) in crate::join::join_all(requests.collect()).await {
-        match resp? {
-            DhtResponse::Values { values } if values.len() == idx.len() => {
+        let failure = match resp {
+            Ok(DhtResponse::Values { values }) if values.len() == idx.len() => {
                 for (&i, v) in idx.iter().zip(values) {
-                    out[i] = v;
+                    reads.values[i] = Ok(v);
                 }
+                continue;
             }
-            other => {
-                return Err(DhtError::Peer(format!(
-                    "unexpected answer to a read: {other:?}"
-                )))
-            }
+            Ok(other) => DhtError::Peer(format!("unexpected answer to a read: {other:?}")),
+            Err(e) => e,
+        };
+        let f = reads.failures.len();
+        reads.failures.push(failure);
+        for &i in &idx {
+            reads.values[i] = Err(f);
         }
     }
-    Ok(out)
+    reads
 }
 
 /// What one routed attempt came to: `Ok` with the final answer (a refusal is final

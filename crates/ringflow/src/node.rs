@@ -22,6 +22,9 @@ pub fn dht_config(cfg: &WorkerConfig) -> ringflow_dht::DhtConfig {
         sync_interval: Duration::from_millis(cfg.dht.fsync_interval_ms.max(1)),
         tombstone_grace: (cfg.dht.tombstone_grace_s > 0)
             .then(|| Duration::from_secs(cfg.dht.tombstone_grace_s)),
+        max_keys_per_command: cfg.dht.max_keys_per_command,
+        max_reply_bytes: cfg.dht.max_reply_bytes,
+        max_clients: cfg.dht.max_clients,
         ..ringflow_dht::DhtConfig::default()
     }
 }

@@ -1,4 +1,5 @@
-//! The DHT service's configuration: limits, timeouts, durability, tombstone grace.
+//! The DHT service's configuration: limits (of keys, values and the RESP gateway's work),
+//! timeouts, durability, tombstone grace.
 
 use std::time::Duration;
 
@@ -25,6 +26,18 @@ pub struct DhtConfig {
     /// further in the future is refused (a broken clock or a forged version would
     /// otherwise win over every later write for that long).
     pub max_clock_skew: Duration,
+    /// Most keys one RESP command may name (`MGET`, `MSET`, `DEL`, `UNLINK`, `EXISTS`);
+    /// a command over it is answered `-ERR` and nothing of it is executed. Default 10 000.
+    pub max_keys_per_command: usize,
+    /// Largest reply the RESP gateway builds for one command, in bytes (at least
+    /// `max_value` plus a little, so a `GET` of any storable value fits). A command whose
+    /// reply would be larger (e.g. an `MGET` repeating a large key) is answered `-ERR`
+    /// instead, sized from the values read before the reply is allocated; a connection's
+    /// unwritten replies are written out before they exceed it. Default 64 MiB.
+    pub max_reply_bytes: usize,
+    /// Most RESP clients connected at once (like Redis `maxclients`); one more is
+    /// answered `-ERR max number of clients reached` and closed. Default 10 000.
+    pub max_clients: usize,
 }
 
 impl Default for DhtConfig {
@@ -37,6 +50,9 @@ impl Default for DhtConfig {
             sync_interval: Duration::from_millis(100),
             tombstone_grace: Some(Duration::from_secs(7 * 24 * 3600)),
             max_clock_skew: Duration::from_secs(120),
+            max_keys_per_command: 10_000,
+            max_reply_bytes: 64 * 1024 * 1024,
+            max_clients: 10_000,
         }
     }
 }

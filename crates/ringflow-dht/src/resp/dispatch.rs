@@ -7,11 +7,11 @@ use super::cmd::connection::{auth, client, hello, select};
 use super::cmd::keys::{del, exists};
 use super::cmd::server::{command, config, info};
 use super::cmd::strings::{get, mget, mset, set, strlen};
-use super::reply::{unknown_command, wrong_args};
+use super::reply::{reply_cap, too_many_keys, unknown_command, wrong_args};
 use super::session::{Session, Shared};
-use super::table::lookup;
+use super::table::{key_count, lookup};
 use super::Node;
-use crate::DhtService;
+use crate::batch::Router;
 
 /// What a command asks of its connection.
 #[derive(Debug, PartialEq)]
@@ -22,9 +22,10 @@ pub(crate) enum Outcome {
     Close(Reply),
 }
 
-/// Runs one command.
-pub(crate) async fn execute(
-    service: &DhtService,
+/// Runs one command: a command naming more than `max_keys_per_command` keys is refused
+/// before anything of it is done.
+pub(crate) async fn execute<S: Node + Router>(
+    service: &S,
     shared: &Shared,
     session: &mut Session,
     cmd: Command,
@@ -33,12 +34,19 @@ pub(crate) async fn execute(
         Ok(spec) => spec,
         Err(reply) => return Outcome::Reply(reply),
     };
+    let cfg = service.config();
+    let keys = key_count(spec, cmd.len());
+    if keys > cfg.max_keys_per_command {
+        let max = cfg.max_keys_per_command;
+        return Outcome::Reply(too_many_keys(spec.name, keys, max));
+    }
+    let cap = reply_cap(cfg);
     let reply = match spec.name {
-        "get" => get(service, cmd).await,
+        "get" => get(service, cmd, cap).await,
         "set" => set(service, cmd).await,
         "del" | "unlink" => del(service, cmd).await,
         "exists" => exists(service, cmd).await,
-        "mget" => mget(service, cmd).await,
+        "mget" => mget(service, cmd, cap).await,
         "mset" => mset(service, cmd).await,
         "strlen" => strlen(service, cmd).await,
         _ => return local_command(service, shared, session, spec.name, &cmd),

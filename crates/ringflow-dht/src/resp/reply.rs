@@ -2,7 +2,14 @@
 
 use ringflow_resp::{Command, Reply};
 
-use crate::DhtError;
+use crate::{DhtConfig, DhtError};
+
+/// Bytes a bulk string's header and terminator take at most (`$`, up to 20 digits, two
+/// CRLFs).
+pub(crate) const BULK_OVERHEAD: usize = 32;
+/// Room above `max_value` that the reply cap always leaves, so a `GET` of any storable
+/// value fits.
+const REPLY_SLACK: usize = 1024;
 
 /// `text` as lossy UTF-8, cut to `max` characters.
 pub(crate) fn shown(text: &[u8], max: usize) -> String {
@@ -57,6 +64,49 @@ pub(crate) fn dht_error(e: &DhtError) -> Reply {
     Reply::Error(format!("{prefix} {e}"))
 }
 
+/// The largest reply the gateway builds for one command (`max_reply_bytes`, but never
+/// less than a `GET` of the largest value needs).
+pub(crate) fn reply_cap(cfg: &DhtConfig) -> usize {
+    cfg.max_reply_bytes
+        .max(cfg.max_value.saturating_add(REPLY_SLACK))
+}
+
+/// The reply to a command naming more keys than `max_keys_per_command`.
+pub(crate) fn too_many_keys(name: &str, keys: usize, max: usize) -> Reply {
+    Reply::Error(format!(
+        "ERR too many keys for '{name}': {keys}, at most {max} per command"
+    ))
+}
+
+/// The reply to a command whose reply would take `size` bytes, above the reply cap.
+pub(crate) fn reply_too_large(name: &str, size: usize, max: usize) -> Reply {
+    Reply::Error(format!(
+        "ERR the reply to '{name}' would take {size} bytes, above the limit of {max} bytes"
+    ))
+}
+
+/// An upper bound of the bytes `r` encodes to, in RESP2 or RESP3.
+pub(crate) fn encoded_len(r: &Reply) -> usize {
+    const HEADER: usize = 32;
+    let all = |items: &[Reply]| {
+        items
+            .iter()
+            .fold(HEADER, |n, r| n.saturating_add(encoded_len(r)))
+    };
+    match r {
+        Reply::Simple(s) | Reply::Error(s) | Reply::BigNumber(s) => s.len() + 3,
+        Reply::Bulk(b) => b.len().saturating_add(BULK_OVERHEAD),
+        Reply::Verbatim { text, .. } => text.len().saturating_add(BULK_OVERHEAD + 4),
+        Reply::Integer(_) | Reply::Null | Reply::NullArray | Reply::Boolean(_) => HEADER,
+        Reply::Double(_) => 2 * HEADER,
+        Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => all(items),
+        Reply::Map(pairs) => pairs.iter().fold(HEADER, |n, (k, v)| {
+            n.saturating_add(encoded_len(k))
+                .saturating_add(encoded_len(v))
+        }),
+    }
+}
+
 pub(crate) fn bulk_or_null(v: Option<Vec<u8>>) -> Reply {
     v.map_or(Reply::Null, Reply::Bulk)
 }
@@ -89,6 +139,7 @@ pub(crate) fn help(lines: &[&str]) -> Reply {
 mod tests {
     use super::*;
     use crate::resp::testing::*;
+    use ringflow_resp::ProtoVersion;
 
     #[test]
     fn dht_errors_map_to_redis_prefixes() {
@@ -102,5 +153,33 @@ mod tests {
             max: 8,
         });
         assert_eq!(r, err("ERR value of 9 bytes exceeds the limit of 8 bytes"));
+    }
+
+    #[test]
+    fn encoded_len_bounds_the_encoding() {
+        let replies = [
+            Reply::Bulk(vec![7; 1000]),
+            Reply::Array(vec![
+                Reply::Null,
+                Reply::Bulk(b"abc".to_vec()),
+                Reply::Integer(-1),
+            ]),
+            Reply::Map(vec![(bulk("k"), Reply::Double(1.0 / 3.0))]),
+            text("x".repeat(100)),
+            Reply::ok(),
+        ];
+        for r in &replies {
+            for proto in [ProtoVersion::Resp2, ProtoVersion::Resp3] {
+                let mut out = Vec::new();
+                r.encode(proto, &mut out);
+                assert!(out.len() <= encoded_len(r), "{r:?} {proto:?}");
+            }
+        }
+        let cfg = DhtConfig {
+            max_value: 100,
+            max_reply_bytes: 10,
+            ..DhtConfig::default()
+        };
+        assert!(reply_cap(&cfg) >= encoded_len(&Reply::Bulk(vec![0; 100])));
     }
 }

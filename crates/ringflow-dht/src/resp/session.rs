@@ -13,11 +13,26 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// The id the next connection gets.
     pub(crate) next_id: Cell<u64>,
-    /// Connections open now.
+    /// Connections open now (served ones; refused ones are not counted).
     pub(crate) clients: Cell<usize>,
+    /// Connections refused because `max_clients` were connected (`INFO stats`).
+    pub(crate) rejected: Cell<u64>,
+    /// Refused connections still being answered and closed.
+    pub(crate) refusing: Cell<usize>,
 }
 
 impl Shared {
+    /// State for a gateway starting now.
+    pub(crate) fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            next_id: Cell::new(1),
+            clients: Cell::new(0),
+            rejected: Cell::new(0),
+            refusing: Cell::new(0),
+        }
+    }
+
     pub(crate) fn next_id(&self) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);

@@ -126,6 +126,29 @@ pub(crate) fn lookup(cmd: &Command) -> Result<&'static Spec, Reply> {
     }
 }
 
+/// How many keys a command of `spec` with `argc` arguments (its name included) names,
+/// by the table's key positions.
+pub(crate) fn key_count(spec: &Spec, argc: usize) -> usize {
+    let (Ok(first), Ok(step)) = (usize::try_from(spec.first_key), usize::try_from(spec.step))
+    else {
+        return 0;
+    };
+    if first == 0 || step == 0 || argc <= first {
+        return 0;
+    }
+    let last = match usize::try_from(spec.last_key) {
+        Ok(last) => last.min(argc - 1),
+        // Counted from the end: -1 is the last argument.
+        Err(_) => {
+            argc.saturating_sub(usize::try_from(spec.last_key.unsigned_abs()).unwrap_or(argc))
+        }
+    };
+    if last < first {
+        return 0;
+    }
+    (last - first) / step + 1
+}
+
 /// The lowercase subcommand of `cmd` (a `parent` command), or its error.
 pub(crate) fn subcommand(cmd: &Command, parent: &str) -> Result<&'static str, Reply> {
     let sub = cmd.arg(1).unwrap_or_default();

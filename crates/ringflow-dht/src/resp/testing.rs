@@ -1,8 +1,8 @@
 //! Fixtures shared by the gateway's unit tests.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use ringflow_proto::{ClusterView, PeerInfo};
 use ringflow_resp::{Command, Reply};
@@ -12,10 +12,80 @@ use super::dispatch::{local_command, Outcome};
 use super::session::{Session, Shared};
 use super::table::lookup;
 use super::Node;
+use crate::batch::{copy_error, Router};
+use crate::wire::{DhtRequest, DhtResponse};
+use crate::{DhtConfig, DhtError, SlotMap};
 
+/// The partition count the fixture routes with (a slot is a partition).
+pub(crate) const PARTITIONS: u32 = 16384;
+
+/// A node and a DHT in memory: requests are answered from `data`, except those for a
+/// partition in `failing`, which fail with its error.
 pub(crate) struct Fixture {
     pub(crate) me: WorkerId,
     pub(crate) view: Option<Arc<ClusterView>>,
+    pub(crate) cfg: DhtConfig,
+    pub(crate) data: RefCell<HashMap<Vec<u8>, Vec<u8>>>,
+    pub(crate) failing: RefCell<HashMap<u32, DhtError>>,
+    /// The keys of every `Get` sent, one entry per request.
+    pub(crate) gets: RefCell<Vec<Vec<Vec<u8>>>>,
+    /// Requests sent.
+    pub(crate) requests: Cell<usize>,
+}
+
+impl Fixture {
+    /// Stores `value` under `key`.
+    pub(crate) fn put(&self, key: &[u8], value: &[u8]) {
+        self.data.borrow_mut().insert(key.to_vec(), value.to_vec());
+    }
+
+    /// Makes requests for `key`'s partition fail with `e`.
+    pub(crate) fn fail(&self, key: &[u8], e: DhtError) {
+        let p = partition_of(key);
+        self.failing.borrow_mut().insert(p, e);
+    }
+}
+
+/// The fixture's partition of `key`.
+pub(crate) fn partition_of(key: &[u8]) -> u32 {
+    SlotMap::new(PARTITIONS).unwrap().partition_of_key(key).0
+}
+
+impl Router for Fixture {
+    fn partition_count(&self) -> Result<u32, DhtError> {
+        Ok(PARTITIONS)
+    }
+
+    async fn send_to_primary(
+        &self,
+        partition: u32,
+        make: impl Fn(u64) -> DhtRequest,
+    ) -> Result<DhtResponse, DhtError> {
+        self.requests.set(self.requests.get() + 1);
+        if let Some(e) = self.failing.borrow().get(&partition) {
+            return Err(copy_error(e));
+        }
+        let mut data = self.data.borrow_mut();
+        Ok(match make(1) {
+            DhtRequest::Get { keys, .. } => {
+                let values = keys.iter().map(|k| data.get(k).cloned()).collect();
+                self.gets.borrow_mut().push(keys);
+                DhtResponse::Values { values }
+            }
+            DhtRequest::Put { items, .. } => DhtResponse::Written {
+                existed: items
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Some(v) => data.insert(k, v).is_some(),
+                        None => data.remove(&k).is_some(),
+                    })
+                    .collect(),
+            },
+            other => DhtResponse::Error {
+                message: format!("not in the fixture: {other:?}"),
+            },
+        })
+    }
 }
 
 impl Node for Fixture {
@@ -27,6 +97,9 @@ impl Node for Fixture {
     }
     fn stored_entries(&self) -> u64 {
         7
+    }
+    fn config(&self) -> &DhtConfig {
+        &self.cfg
     }
 }
 
@@ -77,11 +150,9 @@ pub(crate) fn session() -> Session {
 }
 
 pub(crate) fn shared() -> Shared {
-    Shared {
-        started: Instant::now(),
-        next_id: Cell::new(1),
-        clients: Cell::new(1),
-    }
+    let s = Shared::new();
+    s.clients.set(1);
+    s
 }
 
 pub(crate) fn run(node: &Fixture, s: &mut Session, args: &[&str]) -> Outcome {
@@ -103,8 +174,24 @@ pub(crate) fn err(text: &str) -> Reply {
 }
 
 pub(crate) fn fixture(view: Option<ClusterView>) -> Fixture {
+    with_config(view, DhtConfig::default())
+}
+
+pub(crate) fn with_config(view: Option<ClusterView>, cfg: DhtConfig) -> Fixture {
     Fixture {
         me: WorkerId("w1".into()),
         view: view.map(Arc::new),
+        cfg,
+        data: RefCell::default(),
+        failing: RefCell::default(),
+        gets: RefCell::default(),
+        requests: Cell::new(0),
+    }
+}
+
+/// Runs `cmd` through the whole dispatch (data commands included) on the fixture.
+pub(crate) async fn exec(node: &Fixture, args: &[&str]) -> Reply {
+    match super::dispatch::execute(node, &shared(), &mut session(), cmd(args)).await {
+        Outcome::Reply(r) | Outcome::Close(r) => r,
     }
 }

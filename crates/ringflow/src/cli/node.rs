@@ -102,6 +102,17 @@ pub struct WorkerArgs {
     /// (config key `dht.tombstone_grace_s`; 0 keeps tombstones forever).
     #[arg(long)]
     pub tombstone_grace_s: Option<u64>,
+    /// Most keys one RESP command may name, e.g. in `MGET` or `MSET` (config key
+    /// `dht.max_keys_per_command`).
+    #[arg(long)]
+    pub max_keys_per_command: Option<usize>,
+    /// Largest reply the RESP port builds for one command, in bytes (config key
+    /// `dht.max_reply_bytes`).
+    #[arg(long)]
+    pub max_reply_bytes: Option<usize>,
+    /// Most RESP clients connected at once (config key `dht.max_clients`).
+    #[arg(long)]
+    pub max_clients: Option<usize>,
     /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -209,6 +220,15 @@ pub fn worker_config(a: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
     }
     if let Some(v) = a.tombstone_grace_s {
         c.dht.tombstone_grace_s = v;
+    }
+    if let Some(v) = a.max_keys_per_command {
+        c.dht.max_keys_per_command = v;
+    }
+    if let Some(v) = a.max_reply_bytes {
+        c.dht.max_reply_bytes = v;
+    }
+    if let Some(v) = a.max_clients {
+        c.dht.max_clients = v;
     }
     if let Some(v) = a.fsync_interval_ms {
         c.dht.fsync_interval_ms = v;

@@ -38,8 +38,15 @@ pub(crate) fn info(node: &dyn Node, shared: &Shared, s: &Session, cmd: &Command)
     }
     if want("clients") {
         sections.push(format!(
-            "# Clients\r\nconnected_clients:{}\r\n",
-            shared.clients.get()
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n",
+            shared.clients.get(),
+            node.config().max_clients
+        ));
+    }
+    if want("stats") {
+        sections.push(format!(
+            "# Stats\r\nrejected_connections:{}\r\n",
+            shared.rejected.get()
         ));
     }
     if want("replication") {
@@ -215,7 +222,10 @@ mod tests {
         }
         match reply(&f, &mut s, &["INFO", "clients"]) {
             Reply::Verbatim { text, .. } => {
-                assert_eq!(text, "# Clients\r\nconnected_clients:1\r\n")
+                assert_eq!(
+                    text,
+                    "# Clients\r\nconnected_clients:1\r\nmaxclients:10000\r\n"
+                )
             }
             other => panic!("{other:?}"),
         }
