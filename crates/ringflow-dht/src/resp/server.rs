@@ -652,8 +652,10 @@ mod tests {
                 let b = ping(TcpStream::connect(addr).await.unwrap()).await;
                 let mut c = TcpStream::connect(addr).await.unwrap();
                 let mut refused = Vec::new();
-                c.read_to_end(&mut refused).await.unwrap();
+                let read = c.read_to_end(&mut refused);
+                let closed = tokio::time::timeout(Duration::from_secs(10), read).await;
                 assert_eq!(refused, MAX_CLIENTS_REACHED);
+                assert!(matches!(closed, Ok(Ok(_))), "closed after the error");
                 // The others are still served; once one leaves, a new client is too.
                 let a = ping(a).await;
                 drop(ping(b).await);
