@@ -6,6 +6,7 @@
 //! and the tail of every node's log.
 
 pub mod docker;
+pub mod history;
 pub mod netfault;
 
 /// libfaketime's preload library, where Debian's `faketime` package puts it (`.ci/run`
