@@ -141,7 +141,9 @@ pub enum AnomalyKind {
     BadHistory,
 }
 
-/// One anomaly, with the operations that prove it.
+/// One anomaly, with the operations that prove it: the observation, the write of its
+/// value, for a stale value the read that showed that write in place (if any), and the
+/// witness of a later value.
 #[derive(Clone, Debug)]
 pub struct Anomaly {
     /// Its kind.
@@ -418,7 +420,8 @@ fn check_key(
     // value" that makes the ones after it look stale.
     observations.sort_by_key(|o| (o.start, o.op));
     let mut ids: HashMap<&str, u32> = HashMap::new();
-    let mut eff_end: HashMap<usize, Time> = HashMap::new();
+    // Per write: when it was provably in place, and the operation that proves it.
+    let mut eff_end: HashMap<usize, (Time, usize)> = HashMap::new();
     let mut all = Vec::new();
     let mut acked = Vec::new();
     for &i in idx {
@@ -428,7 +431,7 @@ fn check_key(
                 value,
                 outcome: WriteOutcome::Ok,
             } => {
-                eff_end.insert(i, op.complete);
+                eff_end.insert(i, (op.complete, i));
                 acked.push(i);
                 all.push(Witness {
                     start: op.invoke,
@@ -492,8 +495,10 @@ fn check_key(
                             &[o.op, Some(w)],
                         ))
                     } else {
-                        eff_end.get(&w).and_then(|&end| {
+                        eff_end.get(&w).and_then(|&(end, proof)| {
                             let not = ids.get(x).copied();
+                            // The read that showed x in place, if not its acknowledgement.
+                            let proof = (proof != w).then_some(proof);
                             facts.find(Some(end), o.start, not).map(|e| {
                                 anomaly(
                                     AnomalyKind::Stale,
@@ -502,7 +507,7 @@ fn check_key(
                                          acknowledged or read (after {x} was in place) \
                                          before it started"
                                     ),
-                                    &[o.op, Some(w), Some(e.op)],
+                                    &[o.op, Some(w), proof, Some(e.op)],
                                 )
                             })
                         })
@@ -515,8 +520,10 @@ fn check_key(
             (None, Some(i)) => {
                 // A consistent read: a fact from now on.
                 if let Some(&w) = o.value.and_then(|x| write_of.get(x)) {
-                    let e = eff_end.entry(w).or_insert(o.end);
-                    *e = (*e).min(o.end);
+                    let e = eff_end.entry(w).or_insert((o.end, i));
+                    if o.end < e.0 {
+                        *e = (o.end, i);
+                    }
                 }
                 if o.value.is_some() {
                     facts.activate(i);

@@ -353,19 +353,23 @@ fn read_until_answered(
     panic!("{key} could not be read through {worker} after the faults: {last}");
 }
 
-/// The operations of `key` around those of an anomaly, for the report.
+/// The operations of the anomaly's key within half a second of those it names.
 fn excerpt(ops: &[Op], a: &history::Anomaly) -> String {
     let margin = 500_000_000; // 0.5 s
-    let from = a.ops.iter().map(|o| o.invoke).min().unwrap_or(0);
-    let to = a.ops.iter().map(|o| o.complete).max().unwrap_or(Time::MAX);
+    let near = |t: Time| {
+        a.ops.iter().any(|o| {
+            (o.invoke.saturating_sub(margin)..=o.invoke.saturating_add(margin)).contains(&t)
+                || (o.complete.saturating_sub(margin)..=o.complete.saturating_add(margin))
+                    .contains(&t)
+        })
+    };
     let mut around: Vec<&Op> = ops
         .iter()
-        .filter(|o| o.key == a.key)
-        .filter(|o| o.complete + margin >= from && o.invoke <= to.saturating_add(margin))
+        .filter(|o| o.key == a.key && (near(o.invoke) || near(o.complete)))
         .collect();
     around.sort_by_key(|o| o.invoke);
-    let shown = around.len().min(80);
-    let mut s = format!("  history of {} around it ({} ops):\n", a.key, around.len());
+    let shown = around.len().min(120);
+    let mut s = format!("  history of {} near them ({} ops):\n", a.key, around.len());
     for o in &around[..shown] {
         s.push_str(&format!("    {o}\n"));
     }
