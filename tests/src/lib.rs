@@ -6,6 +6,7 @@
 //! and the tail of every node's log.
 
 pub mod docker;
+pub mod history;
 pub mod netfault;
 pub mod redis_client;
 
