@@ -282,11 +282,6 @@ impl Attempts {
         self.maybe_applied |= write && ambiguous;
     }
 
-    /// Whether an attempt so far may have applied the write.
-    pub(crate) fn maybe_applied(&self) -> bool {
-        self.maybe_applied
-    }
-
     /// The error to report once no attempt is left.
     pub(crate) fn give_up(&self, last: DhtError) -> DhtError {
         match last {

@@ -112,9 +112,6 @@ impl DhtClient {
                 Ok(done) => return done,
                 Err(retry) => {
                     attempts.failed(&req, &retry);
-                    if attempts.maybe_applied() {
-                        return Err(attempts.give_up(retry));
-                    }
                     last = retry;
                 }
             }

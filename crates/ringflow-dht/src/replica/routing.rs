@@ -168,9 +168,6 @@ impl DhtService {
                 Ok(done) => return done,
                 Err(retry) => {
                     attempts.failed(&req, &retry);
-                    if attempts.maybe_applied() {
-                        return Err(attempts.give_up(retry));
-                    }
                     last = retry;
                 }
             }
