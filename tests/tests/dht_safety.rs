@@ -394,6 +394,17 @@ fn get_when_answered(
     }
 }
 
+/// Cuts UDP between two workers' ports (in `view`), both ways, until dropped.
+fn cut(view: &ringflow_proto::ClusterView, a: &str, b: &str) -> ringflow_tests::netfault::UdpCut {
+    let port = |id: &str| {
+        view.socket_addr_of(&ringflow::WorkerId(id.into()))
+            .expect("address")
+            .port()
+    };
+    ringflow_tests::netfault::UdpCut::between(port(a), port(b))
+        .unwrap_or_else(|e| panic!("cutting {a} off from {b}: {e}"))
+}
+
 /// The current view, as a client sees it.
 fn view_of(c: &TestCluster, rt: &tokio::runtime::Runtime) -> ringflow_proto::ClusterView {
     let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
@@ -454,13 +465,7 @@ fn a_primary_with_a_clock_a_minute_behind_loses_no_acknowledged_overwrite() {
         })
         .take(100)
         .collect();
-    let port = |id: &str| {
-        view.socket_addr_of(&ringflow::WorkerId(id.into()))
-            .expect("address")
-            .port()
-    };
-    let cut = ringflow_tests::netfault::UdpCut::between(port("worker-1"), port("worker-3"))
-        .expect("cutting worker-1 off from worker-3");
+    let cut = cut(&view, "worker-1", "worker-3");
     let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
     let coordinator = c.coordinator_addr().to_string();
     let put_all = |value: &'static str| {
@@ -617,19 +622,13 @@ fn a_tombstone_outlives_its_grace_until_every_replica_holds_it() {
             r[0].0 == "worker-1" && r[1].0 == "worker-2"
         })
         .expect("a key worker-1 leads");
-    let port = |id: &str| {
-        view.socket_addr_of(&ringflow::WorkerId(id.into()))
-            .expect("address")
-            .port()
-    };
     let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
     let coordinator = c.coordinator_addr().to_string();
     let dht = rt
         .block_on(DhtClient::connect(&coordinator, &client_id, "ringflow"))
         .expect("dht client");
     rt.block_on(dht.put(&key, "doomed")).expect("put");
-    let cut = ringflow_tests::netfault::UdpCut::between(port("worker-1"), port("worker-3"))
-        .expect("cutting worker-3 off from worker-1");
+    let cut = cut(&view, "worker-1", "worker-3");
     assert!(rt
         .block_on(dht.delete(&key))
         .expect("delete acknowledged by worker-1 and worker-2"));
@@ -688,16 +687,9 @@ fn a_set_below_quorum_by_failures_is_not_re_planned_onto_a_new_worker() {
                 .is_some_and(|p| p.0 == "worker-2")
         })
         .expect("a key worker-2 leads");
-    let port = |id: &str| {
-        view.socket_addr_of(&ringflow::WorkerId(id.into()))
-            .expect("address")
-            .port()
-    };
     let cuts = [
-        ringflow_tests::netfault::UdpCut::between(port("worker-1"), port("worker-2"))
-            .expect("cut 1-2"),
-        ringflow_tests::netfault::UdpCut::between(port("worker-1"), port("worker-3"))
-            .expect("cut 1-3"),
+        cut(&view, "worker-1", "worker-2"),
+        cut(&view, "worker-1", "worker-3"),
     ];
     let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
     let coordinator = c.coordinator_addr().to_string();
