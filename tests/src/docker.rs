@@ -251,12 +251,29 @@ impl DockerCluster {
 
     /// Freezes every process of the node (cgroup freezer).
     pub fn pause(&self, name: &str) {
-        docker_ok(&["pause", &self.container(name)]);
+        let container = self.container(name);
+        let out = docker(&["pause", &container]);
+        if out.status.success() {
+            return;
+        }
+        // Some engines cannot freeze a container's cgroup ("unable to freeze"): stop its
+        // one process instead (SIGSTOP from the host reaches a container's PID 1).
+        eprintln!(
+            "docker pause {container} failed ({}): sending SIGSTOP instead",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        docker_ok(&["kill", "--signal", "STOP", &container]);
     }
 
-    /// Thaws a paused node.
+    /// Thaws a paused node (whichever way [`DockerCluster::pause`] froze it).
     pub fn unpause(&self, name: &str) {
-        docker_ok(&["unpause", &self.container(name)]);
+        let container = self.container(name);
+        let paused = docker_ok(&["inspect", "--format", "{{.State.Paused}}", &container]);
+        if paused == "true" {
+            docker_ok(&["unpause", &container]);
+        } else {
+            docker_ok(&["kill", "--signal", "CONT", &container]);
+        }
     }
 
     /// Cuts the node off the cluster's network.

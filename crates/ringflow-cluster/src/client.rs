@@ -7,6 +7,7 @@ use ringflow_proto::{
     ClientPort, ClusterStatus, ClusterView, ControlMsg, JobInfo, JobSubmit, NodeInfo, PeerRole,
     StreamOpen,
 };
+use ringflow_ring::WorkerId;
 use ringflow_stream::wire::DataFrame;
 
 use crate::net::open_stream;
@@ -149,6 +150,19 @@ impl ClusterClient {
     /// The coordinator's status report.
     pub async fn status(&self) -> Result<ClusterStatus, ClusterError> {
         match self.request(&ControlMsg::StatusRequest).await? {
+            ControlMsg::Status(s) => Ok(s),
+            ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
+        }
+    }
+
+    /// Forgets a dead worker (an operator's decision that it will not come back: see
+    /// [`ControlMsg::ForgetWorker`]); the status after the change.
+    pub async fn forget_worker(&self, id: &WorkerId) -> Result<ClusterStatus, ClusterError> {
+        let msg = ControlMsg::ForgetWorker { id: id.clone() };
+        match self.request(&msg).await? {
             ControlMsg::Status(s) => Ok(s),
             ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
             other => Err(ClusterError::Unexpected(

@@ -12,7 +12,12 @@ pub(crate) trait Router {
     /// The partition count of the view requests are routed with.
     fn partition_count(&self) -> Result<u32, DhtError>;
 
-    /// Sends the request `make(epoch)` for `partition` to its primary, following redirects.
+    /// Versions for a write of `n` items, unique to this router (see
+    /// [`crate::wire::Stamps`]).
+    fn propose(&self, n: usize) -> Vec<crate::Version>;
+
+    /// Sends the request `make(epoch)` for `partition` to its primary, following redirects
+    /// (each attempt's request passed through [`Attempts::prepare`]).
     fn send_to_primary(
         &self,
         partition: u32,
@@ -85,12 +90,18 @@ pub(crate) async fn write_each<R: Router>(
     let requests = groups.into_iter().map(|(partition, idx)| {
         let batch: Vec<(Vec<u8>, Option<Vec<u8>>)> =
             idx.iter().map(|&i| items[i].clone()).collect();
+        // Chosen once: every attempt of this write carries the same versions.
+        let versions = r.propose(batch.len());
         async move {
             let resp = r
                 .send_to_primary(partition, |epoch| DhtRequest::Put {
                     epoch,
                     partition,
                     items: batch.clone(),
+                    stamps: crate::wire::Stamps {
+                        versions: versions.clone(),
+                        retry: false,
+                    },
                 })
                 .await;
             (idx, resp)
@@ -244,42 +255,71 @@ pub(crate) async fn read_shared<R: Router>(r: &R, keys: Vec<Vec<u8>>) -> Reads {
     reads
 }
 
-/// What one routed attempt came to: `Ok` with the final answer (a refusal is final
-/// too), or `Err` with the reason to try again with a newer view (a redirect, a
-/// transient unavailability such as replicas catching up or a failover in progress, a
-/// transport failure); the caller reports that reason only if it lasts.
-pub(crate) fn settle(
-    resp: Result<DhtResponse, DhtError>,
-    partition: u32,
-) -> Result<Result<DhtResponse, DhtError>, DhtError> {
-    match resp {
-        Ok(DhtResponse::Moved { .. }) => {
-            Err(DhtError::Peer(format!("partition {partition} moved")))
-        }
-        Ok(DhtResponse::Unavailable { reason }) => Err(DhtError::Unavailable(reason)),
-        Ok(DhtResponse::Unknown { reason }) => Err(DhtError::OutcomeUnknown(reason)),
-        Ok(DhtResponse::Error { message }) => Ok(Err(DhtError::Refused(message))),
-        Ok(r) => Ok(Ok(r)),
-        Err(e) => Err(e),
-    }
-}
-
-/// What the attempts of one routed request came to, for the final error: a write that
-/// any attempt may have applied (a lost answer, a quorum missed after the primary stored
-/// it) ends in [`DhtError::OutcomeUnknown`], never in a refusal that says nothing was
-/// done, whatever later attempts answered.
+/// The attempts of one routed request: what each came to, and what the next must say.
+///
+/// A write that any attempt may have applied (a lost answer, a quorum missed after the
+/// primary stored it) is retried with the same versions, marked as a retry (see
+/// [`crate::wire::Stamps`]), and ends in [`DhtError::OutcomeUnknown`], never in a refusal
+/// that says nothing was done, whatever later attempts answered.
 #[derive(Debug, Default)]
 pub(crate) struct Attempts {
     maybe_applied: bool,
+    /// The versions an earlier attempt was last stamped with, as its primary told.
+    stamped: Option<Vec<crate::Version>>,
 }
 
 impl Attempts {
-    /// Notes one attempt of `req` that failed with `err` (to be retried).
-    pub(crate) fn failed(&mut self, req: &DhtRequest, err: &DhtError) {
+    /// The request for the next attempt, `req` as made for the current view: a write
+    /// that an earlier attempt may have applied becomes a retry with that attempt's
+    /// versions.
+    pub(crate) fn prepare(&self, mut req: DhtRequest) -> DhtRequest {
+        if let DhtRequest::Put { stamps, .. } = &mut req {
+            if let Some(v) = &self.stamped {
+                stamps.versions = v.clone();
+            }
+            // Without versions the primary can only stamp it anew (a legacy caller).
+            stamps.retry = self.maybe_applied && !stamps.versions.is_empty();
+        }
+        req
+    }
+
+    /// What the attempt `req` came to: `Ok` with the final answer (a refusal is final
+    /// too), or `Err` with the reason to try again with a newer view (a redirect, a
+    /// transient unavailability such as replicas catching up or a failover in progress, an
+    /// unknown outcome, a transport failure); the caller reports that reason only if it
+    /// lasts.
+    pub(crate) fn settle(
+        &mut self,
+        req: &DhtRequest,
+        resp: Result<DhtResponse, DhtError>,
+        partition: u32,
+    ) -> Result<Result<DhtResponse, DhtError>, DhtError> {
         let write = matches!(req, DhtRequest::Put { .. });
-        // A transport failure may come after the request left: its outcome is unknown.
-        let ambiguous = matches!(err, DhtError::OutcomeUnknown(_) | DhtError::Peer(_));
-        self.maybe_applied |= write && ambiguous;
+        match resp {
+            // Answered before anything was stored.
+            Ok(DhtResponse::Moved { .. }) => {
+                Err(DhtError::Peer(format!("partition {partition} moved")))
+            }
+            Ok(DhtResponse::Unavailable { reason }) => Err(DhtError::Unavailable(reason)),
+            Ok(DhtResponse::Unknown { reason, stamped }) => {
+                if write {
+                    self.maybe_applied = true;
+                    if !stamped.is_empty() {
+                        self.stamped = Some(stamped);
+                    }
+                }
+                Err(DhtError::OutcomeUnknown(reason))
+            }
+            Ok(DhtResponse::Error { message }) => Ok(Err(DhtError::Refused(message))),
+            Ok(r) => Ok(Ok(r)),
+            Err(e) => {
+                // A transport failure may come after the request left: its outcome is
+                // unknown. (Nothing was sent without an address or an owner.)
+                let sent = !matches!(e, DhtError::Unavailable(_) | DhtError::NoOwner(_));
+                self.maybe_applied |= write && sent;
+                Err(e)
+            }
+        }
     }
 
     /// The error to report once no attempt is left.
@@ -295,37 +335,68 @@ impl Attempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Stamps;
+    use crate::Version;
+
+    fn v(ts: u64) -> Version {
+        Version { ts, node: 1 }
+    }
 
     fn put() -> DhtRequest {
         DhtRequest::Put {
             epoch: 1,
             partition: 0,
             items: vec![(b"k".to_vec(), Some(b"v".to_vec()))],
+            stamps: Stamps {
+                versions: vec![v(10)],
+                retry: false,
+            },
+        }
+    }
+
+    fn stamps(req: &DhtRequest) -> &Stamps {
+        match req {
+            DhtRequest::Put { stamps, .. } => stamps,
+            other => panic!("not a write: {other:?}"),
         }
     }
 
     #[test]
     fn a_write_that_may_have_been_applied_is_never_reported_as_refused() {
         let mut a = Attempts::default();
-        a.failed(&put(), &DhtError::Peer("answer lost".into()));
+        let r = a.settle(&put(), Err(DhtError::Peer("answer lost".into())), 0);
+        assert!(r.is_err(), "retried");
         // A later attempt is refused: the first may still have been applied.
         let e = a.give_up(DhtError::Unavailable("below quorum".into()));
         assert!(matches!(e, DhtError::OutcomeUnknown(_)), "{e:?}");
     }
 
     #[test]
-    fn refusals_and_reads_keep_their_own_error() {
+    fn refusals_redirects_and_reads_keep_their_own_error() {
         let mut a = Attempts::default();
-        a.failed(&put(), &DhtError::Unavailable("below quorum".into()));
+        let refused = Ok(DhtResponse::Unavailable {
+            reason: "below quorum".into(),
+        });
+        assert!(a.settle(&put(), refused, 0).is_err());
+        let moved = Ok(DhtResponse::Moved {
+            partition: 0,
+            epoch: 2,
+            primary: None,
+        });
+        assert!(a.settle(&put(), moved, 0).is_err());
         let e = a.give_up(DhtError::Unavailable("below quorum".into()));
         assert!(matches!(e, DhtError::Unavailable(_)), "{e:?}");
+        // Nothing was applied: the next attempt is a first attempt, free to stamp anew.
+        assert!(!stamps(&a.prepare(put())).retry);
         let mut r = Attempts::default();
         let get = DhtRequest::Get {
             epoch: 1,
             partition: 0,
             keys: vec![b"k".to_vec()],
         };
-        r.failed(&get, &DhtError::Peer("lost".into()));
+        assert!(r
+            .settle(&get, Err(DhtError::Peer("lost".into())), 0)
+            .is_err());
         assert!(matches!(
             r.give_up(DhtError::Peer("lost".into())),
             DhtError::Peer(_)
@@ -333,16 +404,44 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_outcome_from_the_primary_is_retried_then_reported_as_unknown() {
-        let r = settle(
-            Ok(DhtResponse::Unknown {
-                reason: "1 of 3".into(),
-            }),
-            0,
-        );
-        let retry = r.expect_err("retried");
+    fn an_unknown_outcome_is_retried_with_the_versions_it_was_stamped_with() {
         let mut a = Attempts::default();
-        a.failed(&put(), &retry);
+        let unknown = Ok(DhtResponse::Unknown {
+            reason: "1 of 3".into(),
+            stamped: vec![v(42)],
+        });
+        let retry = a.settle(&put(), unknown, 0).expect_err("retried");
+        let next = a.prepare(put());
+        assert_eq!(
+            stamps(&next),
+            &Stamps {
+                versions: vec![v(42)],
+                retry: true
+            }
+        );
         assert!(matches!(a.give_up(retry), DhtError::OutcomeUnknown(_)));
+    }
+
+    #[test]
+    fn a_lost_answer_is_retried_with_the_proposed_versions() {
+        let mut a = Attempts::default();
+        assert!(!stamps(&a.prepare(put())).retry, "a first attempt");
+        let _ = a.settle(&put(), Err(DhtError::Peer("connection lost".into())), 0);
+        let next = a.prepare(put());
+        assert_eq!(
+            stamps(&next),
+            &Stamps {
+                versions: vec![v(10)],
+                retry: true
+            }
+        );
+    }
+
+    #[test]
+    fn nothing_sent_is_not_an_applied_attempt() {
+        let mut a = Attempts::default();
+        let _ = a.settle(&put(), Err(DhtError::Unavailable("no address".into())), 0);
+        let _ = a.settle(&put(), Err(DhtError::NoOwner(0)), 0);
+        assert!(!stamps(&a.prepare(put())).retry);
     }
 }

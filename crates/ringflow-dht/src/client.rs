@@ -22,6 +22,19 @@ pub struct DhtClient {
     coordinator: ClusterClient,
     view: Mutex<Arc<ClusterView>>,
     pool: StreamPool,
+    /// The clock of the versions this client proposes for its writes; its node number is
+    /// drawn at random (workers' are hashes of their ids), so versions stay unique.
+    hlc: Mutex<crate::version::Hlc>,
+}
+
+/// A node number for a client's versions: a hash of its process, time and address.
+fn client_node_number() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let marker = 0u8;
+    let seed = format!("{}-{nanos}-{:p}", std::process::id(), &marker);
+    xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) as u32
 }
 
 impl DhtClient {
@@ -47,6 +60,7 @@ impl DhtClient {
                 cluster.to_string(),
                 Duration::from_secs(15),
             ),
+            hlc: Mutex::new(crate::version::Hlc::new(client_node_number())),
         })
     }
 
@@ -107,13 +121,11 @@ impl DhtClient {
                     continue;
                 }
             };
-            let req = make(view.epoch());
-            match crate::batch::settle(self.pool.call(addr, &req).await, partition) {
+            let req = attempts.prepare(make(view.epoch()));
+            let resp = self.pool.call(addr, &req).await;
+            match attempts.settle(&req, resp, partition) {
                 Ok(done) => return done,
-                Err(retry) => {
-                    attempts.failed(&req, &retry);
-                    last = retry;
-                }
+                Err(retry) => last = retry,
             }
         }
         Err(attempts.give_up(last))
@@ -197,5 +209,14 @@ impl crate::batch::Router for DhtClient {
         make: impl Fn(u64) -> DhtRequest,
     ) -> Result<DhtResponse, DhtError> {
         self.route(partition, make).await
+    }
+
+    fn propose(&self, n: usize) -> Vec<crate::Version> {
+        let now = ringflow_cluster::clock::now_ms();
+        let mut hlc = match self.hlc.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
+        (0..n).map(|_| hlc.tick(now)).collect()
     }
 }

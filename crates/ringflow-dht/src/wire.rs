@@ -24,6 +24,9 @@ pub enum DhtRequest {
         partition: u32,
         /// Keys and values.
         items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        /// The write's versions, one per item, proposed by the router (see [`Stamps`]).
+        #[serde(default)]
+        stamps: Stamps,
     },
     /// Reads, all keys in `partition`, answered from a read quorum.
     Get {
@@ -86,6 +89,26 @@ pub enum DhtRequest {
         /// Sender's worker id (set from its certificate on arrival).
         from: String,
     },
+}
+
+/// The versions of a write, chosen once by whoever routes it and kept across its
+/// retries, so that a retried write is idempotent.
+///
+/// On a first attempt (`retry == false`) the primary takes each proposed version that is
+/// newer than every version it knows of the key, and stamps the others itself (and all of
+/// them again if a replica answers [`DhtResponse::Superseded`]), so a write acknowledged
+/// before this one began is always overwritten. A retry (`retry == true`: an earlier
+/// attempt may have been applied) is stored with exactly these versions and never
+/// stamped again: stamping it above a newer write would apply the same write a second
+/// time after an acknowledged overwrite, bringing an old value back. When a replica holds
+/// a newer version than a retry carries, the retry is answered
+/// [`DhtResponse::Unknown`]: the write may have been applied before that newer one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamps {
+    /// One version per item; empty: the primary stamps every item itself.
+    pub versions: Vec<crate::Version>,
+    /// An earlier attempt of this write may have been applied.
+    pub retry: bool,
 }
 
 /// Epoch fencing of replica traffic: a replica refuses `Replicate` / `ReadReplica` from a
@@ -164,6 +187,11 @@ pub enum DhtResponse {
     Unknown {
         /// Why.
         reason: String,
+        /// The versions the write was last stamped with, one per item (empty when not
+        /// known): a retry pins them ([`Stamps::retry`]), so the write is never applied
+        /// twice under two versions.
+        #[serde(default)]
+        stamped: Vec<crate::Version>,
     },
     /// The request was invalid (too large, malformed...).
     Error {

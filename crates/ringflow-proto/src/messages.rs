@@ -66,6 +66,10 @@ pub struct ClusterView {
     pub assignment: Assignment,
     /// Live members and their addresses.
     pub peers: Vec<PeerInfo>,
+    /// Workers an operator declared gone for good (`ringflow forget-worker`): a new
+    /// replica does not wait for copies only they held.
+    #[serde(default)]
+    pub forgotten: Vec<WorkerId>,
 }
 
 impl ClusterView {
@@ -275,6 +279,14 @@ pub enum ControlMsg {
     Job(crate::JobInfo),
     /// Coordinator → client: every job.
     Jobs(Vec<crate::JobInfo>),
+    /// Client → coordinator (an operator's decision): a dead worker will not come back.
+    /// It is counted as having left, so replica sets it kept below a quorum are planned
+    /// again from the survivors (writes only it and other lost members held are lost).
+    /// Answered with `Status`.
+    ForgetWorker {
+        /// The dead worker.
+        id: WorkerId,
+    },
 }
 
 #[cfg(test)]
@@ -303,6 +315,7 @@ mod tests {
                 })
                 .collect(),
             assignment,
+            forgotten: Vec::new(),
         };
         let msg = ControlMsg::View(view.clone());
         let frame = encode_frame(&msg, DEFAULT_MAX_FRAME).unwrap();
@@ -338,6 +351,7 @@ mod tests {
                     services: Default::default(),
                 },
             ],
+            forgotten: Vec::new(),
         };
         let (w1, w2, w3) = (
             WorkerId("w1".into()),

@@ -154,6 +154,23 @@ impl Handler<Leave> for CoordinatorActor {
     }
 }
 
+/// An operator forgets a dead worker (see [`CoordinatorCore::on_forget`]).
+#[derive(Message)]
+#[rtype(result = "Result<(), ErrorReply>")]
+pub(crate) struct Forget(pub WorkerId);
+
+impl Handler<Forget> for CoordinatorActor {
+    type Result = Result<(), ErrorReply>;
+
+    fn handle(&mut self, msg: Forget, _: &mut Self::Context) -> Self::Result {
+        if self.core.on_forget(&msg.0)? {
+            tracing::info!(member = %msg.0, epoch = self.core.epoch(), "dead worker forgotten");
+            self.commit();
+        }
+        Ok(())
+    }
+}
+
 /// The status report.
 #[derive(Message)]
 #[rtype(result = "ClusterStatus")]

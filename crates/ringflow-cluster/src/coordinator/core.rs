@@ -50,6 +50,10 @@ pub struct Member {
     /// Addresses of the services it hosts, by name.
     #[serde(default)]
     pub services: std::collections::BTreeMap<String, String>,
+    /// An operator forgot it ([`CoordinatorCore::on_forget`]): it is gone for good, and
+    /// what only it held is lost. Cleared when it joins again.
+    #[serde(default)]
+    pub forgotten: bool,
 }
 
 impl Member {
@@ -189,6 +193,12 @@ impl CoordinatorCore {
                     services: m.services.clone(),
                 })
                 .collect(),
+            forgotten: self
+                .members
+                .values()
+                .filter(|m| m.forgotten && m.state == MemberState::Left)
+                .map(|m| m.id.clone())
+                .collect(),
         }
     }
 
@@ -312,6 +322,7 @@ impl CoordinatorCore {
                 m.services = req.services.clone();
                 m.capacity = req.capacity;
                 m.state = MemberState::Alive;
+                m.forgotten = false;
                 m.last_seen = Some(now);
                 m.member_epoch = req.known_epoch;
                 m.session = session;
@@ -329,6 +340,7 @@ impl CoordinatorCore {
                         member_epoch: req.known_epoch,
                         session,
                         services: req.services.clone(),
+                        forgotten: false,
                     },
                 );
                 membership_changed = true;
@@ -396,6 +408,37 @@ impl CoordinatorCore {
         m.last_seen = None;
         self.rebalance().map_err(internal)?;
         Ok(true)
+    }
+
+    /// An operator's decision that a dead worker will not come back: it counts as having
+    /// left, so the replica sets kept for it (below a quorum by failures) are planned
+    /// again from their survivors, whatever they lack. Refused for a live member (stop it
+    /// first, or let it leave). Returns whether anything changed.
+    pub fn on_forget(&mut self, id: &WorkerId) -> Result<bool, ErrorReply> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Err(bad_request(&format!("{id} is not a member")));
+        };
+        match m.state {
+            MemberState::Left => Ok(false),
+            MemberState::Dead => {
+                m.state = MemberState::Left;
+                m.forgotten = true;
+                m.last_seen = None;
+                tracing::warn!(member = %id, "an operator forgot a dead worker: its replica sets are planned again from their survivors");
+                let before = self.assignment.epoch;
+                self.rebalance().map_err(internal)?;
+                // Workers must see the forgotten list even if no row changed (handoffs
+                // waiting for its copies stop waiting): a new view needs a new epoch.
+                if self.assignment.epoch == before {
+                    self.assignment.epoch += 1;
+                }
+                Ok(true)
+            }
+            state => Err(bad_request(&format!(
+                "{id} is {state:?}, not dead: only a worker the coordinator declared dead can be \
+                 forgotten (stop it and wait for the failure timeout, or let it leave)"
+            ))),
+        }
     }
 
     /// Failure detection. Returns whether membership or the assignment changed.
@@ -707,19 +750,25 @@ mod tests {
         );
     }
 
+    /// Beats only for w0 (w1 and w2 fall silent) until w1 is declared dead; the time then.
+    fn only_w0_beats_until_w1_is_dead(c: &mut CoordinatorCore, s: &[u64]) -> u64 {
+        let mut now = 0;
+        while c.members.get(&"w1".into()).unwrap().state != MemberState::Dead {
+            now += 100;
+            beat(c, "w0", s[0], now).unwrap();
+            c.tick(now).unwrap();
+            assert!(now < 10_000, "w1 and w2 are declared dead");
+        }
+        now
+    }
+
     /// Two of three replicas die: the sets are not re-planned onto the survivor alone nor
     /// onto a worker that joins meanwhile (it would copy from one replica what a quorum
     /// acknowledged); once a majority of each set is back, they are re-planned as usual.
     #[test]
     fn a_replica_set_below_quorum_by_failures_waits_for_a_majority_of_its_members() {
         let (mut c, s) = cluster_of(3);
-        let mut now = 0;
-        while c.members.get(&"w1".into()).unwrap().state != MemberState::Dead {
-            now += 100;
-            beat(&mut c, "w0", s[0], now).unwrap();
-            c.tick(now).unwrap();
-            assert!(now < 10_000, "w1 and w2 are declared dead");
-        }
+        let now = only_w0_beats_until_w1_is_dead(&mut c, &s);
         assert_eq!(
             c.members.get(&"w2".into()).unwrap().state,
             MemberState::Dead
@@ -738,6 +787,34 @@ mod tests {
         let w2: WorkerId = "w2".into();
         assert!(c.assignment.partitions_of(&w2).is_empty(), "w2 replaced");
         assert!(!c.assignment.partitions_of(&"w3".into()).is_empty());
+    }
+
+    /// An operator forgets the two dead workers of kept sets: the sets are planned again
+    /// from the survivor and a new worker. A live member cannot be forgotten.
+    #[test]
+    fn forgetting_dead_workers_re_plans_the_sets_kept_for_them() {
+        let (mut c, s) = cluster_of(3);
+        let now = only_w0_beats_until_w1_is_dead(&mut c, &s);
+        let e = c.on_forget(&"w0".into()).unwrap_err();
+        assert!(e.message.contains("not dead"), "{}", e.message);
+        assert!(c.on_forget(&"nobody".into()).is_err());
+        c.on_join(&join("w3", c.epoch()), now).unwrap();
+        assert!(c.assignment.partitions_of(&"w3".into()).is_empty());
+        assert!(c.on_forget(&"w1".into()).unwrap());
+        // w1 counts as left: of the last full set {w0, w1, w2} only w2 is dead, less than
+        // a quorum, so the sets are planned again.
+        assert!(
+            !c.assignment.partitions_of(&"w3".into()).is_empty(),
+            "planned again onto the new worker"
+        );
+        assert!(c.assignment.partitions_of(&"w1".into()).is_empty());
+        assert!(c.on_forget(&"w2".into()).unwrap());
+        assert!(
+            !c.on_forget(&"w2".into()).unwrap(),
+            "forgetting twice changes nothing"
+        );
+        assert!(c.assignment.partitions_of(&"w2".into()).is_empty());
+        assert!((0..256).all(|p| c.assignment.replicas(PartitionId(p)).len() == 2));
     }
 
     /// The two die one after the other: after the first, the sets shrink to the two

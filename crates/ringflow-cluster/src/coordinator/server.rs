@@ -12,7 +12,7 @@ use ringflow_proto::{ClusterView, ControlMsg, ErrorCode, Hello, NodeInfo, PeerRo
 use ringflow_ring::RingConfig;
 use tokio::sync::watch;
 
-use super::actor::{Beat, CoordinatorActor, Flush, GetStatus, Join, Leave};
+use super::actor::{Beat, CoordinatorActor, Flush, Forget, GetStatus, Join, Leave};
 use super::core::{CoordinatorCore, PersistedState, Timing};
 use super::jobs::JobManager;
 use crate::net::{accept_loop, error_msg, on_arbiter, spawn_reader, StreamHandler};
@@ -221,6 +221,10 @@ impl CoordinatorStreams {
                     Err(e) => error_msg(ErrorCode::BadRequest, e),
                 },
                 ControlMsg::JobList => ControlMsg::Jobs(self.jobs.list()),
+                ControlMsg::ForgetWorker { id } => match self.ask(Forget(id)).await? {
+                    Ok(()) => ControlMsg::Status(self.ask(GetStatus).await?),
+                    Err(e) => ControlMsg::Error(e),
+                },
                 ControlMsg::JobStatusRequest { id } => match self.jobs.get(&id) {
                     Some(info) => ControlMsg::Job(info),
                     None => error_msg(ErrorCode::BadRequest, format!("no job {id}")),
@@ -364,6 +368,7 @@ pub fn variant_name(m: &ControlMsg) -> &'static str {
         ControlMsg::JobCancel { .. } => "JobCancel",
         ControlMsg::Job(_) => "Job",
         ControlMsg::Jobs(_) => "Jobs",
+        ControlMsg::ForgetWorker { .. } => "ForgetWorker",
     }
 }
 

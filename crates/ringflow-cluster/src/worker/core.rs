@@ -113,6 +113,7 @@ mod tests {
                 addr: "127.0.0.1:1".into(),
                 services: Default::default(),
             }],
+            forgotten: Vec::new(),
         }
     }
 

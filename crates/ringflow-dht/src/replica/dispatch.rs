@@ -135,8 +135,11 @@ impl DhtService {
                 message: "a batch request inside a batch request".into(),
             },
             DhtRequest::Put {
-                partition, items, ..
-            } => self.put(partition, items).await,
+                partition,
+                items,
+                stamps,
+                ..
+            } => self.put(partition, items, stamps).await,
             DhtRequest::Get {
                 partition, keys, ..
             } => self.get(partition, keys).await,

@@ -29,6 +29,17 @@ pub(super) struct Need {
 }
 
 impl Need {
+    /// What is needed once `lost` of the previous owners are gone for good (an operator
+    /// forgot them and accepted losing what only they held): that many fewer copies, but
+    /// always one.
+    pub(super) fn without(self, lost: usize) -> Need {
+        Need {
+            complete: self.complete.saturating_sub(lost).max(1),
+            spread: self.spread.saturating_sub(lost).max(1),
+            own: self.own,
+        }
+    }
+
     /// Sans-IO: caught up once `complete` sources with complete copies answered, or when
     /// every current co-replica answered though all are catching up too (every replica
     /// restarted at once: each has its own durable data, together everything) provided
@@ -154,8 +165,9 @@ impl DhtService {
         current: &ClusterView,
     ) {
         let addr_of = |id: &WorkerId| current.socket_addr_of(id);
-        // Partitions with the same sources are copied together.
-        let mut groups: BTreeMap<Vec<WorkerId>, Vec<u32>> = BTreeMap::new();
+        // Partitions with the same sources (and the same previous owners) are copied
+        // together.
+        let mut groups: BTreeMap<(Vec<WorkerId>, Vec<WorkerId>), Vec<u32>> = BTreeMap::new();
         for &partition in gained {
             let p = PartitionId(partition);
             let mut sources: Vec<WorkerId> = Vec::new();
@@ -169,8 +181,17 @@ impl DhtService {
                     sources.push(id.clone());
                 }
             }
+            // Every previous owner, reachable or not: those an operator forgets (now or
+            // while this handoff waits) are no longer waited for.
+            let owners: Vec<WorkerId> = previous
+                .map(|v| v.assignment.replicas(p))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|id| **id != self.me)
+                .cloned()
+                .collect();
             if !sources.is_empty() {
-                groups.entry(sources).or_default().push(partition);
+                groups.entry((sources, owners)).or_default().push(partition);
             }
         }
         if groups.is_empty() {
@@ -188,7 +209,7 @@ impl DhtService {
         let replication = current.assignment.config.replication;
         // Sources that every write quorum meets: R - quorum + 1.
         let spread = replication - (replication / 2 + 1) + 1;
-        for (sources, partitions) in groups {
+        for ((sources, owners), partitions) in groups {
             // Complete copies needed: enough to meet every write quorum, this node's own
             // durable copy counting as one (a restart) if it holds every partition.
             let own = partitions
@@ -201,7 +222,7 @@ impl DhtService {
             };
             let this = self.clone();
             tokio::task::spawn_local(async move {
-                this.sync_from(sources, partitions, need).await;
+                this.sync_from(sources, owners, partitions, need).await;
             });
         }
     }
@@ -210,7 +231,13 @@ impl DhtService {
     /// merges them by version, so that an acknowledged write held by any reachable old
     /// replica arrives. Retries until enough sources answered in a round (see [`Need`]),
     /// or the partitions are no longer ours.
-    async fn sync_from(self: Rc<Self>, sources: Vec<WorkerId>, partitions: Vec<u32>, need: Need) {
+    async fn sync_from(
+        self: Rc<Self>,
+        sources: Vec<WorkerId>,
+        owners: Vec<WorkerId>,
+        partitions: Vec<u32>,
+        need: Need,
+    ) {
         let mut round = 0usize;
         loop {
             let partitions: Vec<u32> = partitions
@@ -265,7 +292,14 @@ impl DhtService {
                 }
             }
             let answered = complete + partial;
-            if need.met(complete, current.len(), current_answered) {
+            let lost = owners
+                .iter()
+                .filter(|id| view.forgotten.contains(id))
+                .count();
+            if need
+                .without(lost)
+                .met(complete, current.len(), current_answered)
+            {
                 {
                     let mut syncing = self.syncing.borrow_mut();
                     for p in &partitions {
@@ -370,6 +404,22 @@ impl DhtService {
 #[cfg(test)]
 mod tests {
     use super::Need;
+
+    #[test]
+    fn forgotten_owners_are_not_waited_for_but_one_copy_always_is() {
+        let need = Need {
+            complete: 2,
+            spread: 2,
+            own: false,
+        };
+        // One complete source of the survivors: not enough while both others may return.
+        assert!(!need.met(1, 1, 1));
+        assert!(need.without(1).met(1, 1, 1));
+        // Forgetting more owners than copies needed still needs one copy.
+        let none = need.without(5);
+        assert_eq!((none.complete, none.spread), (1, 1));
+        assert!(!none.met(0, 1, 0));
+    }
 
     #[test]
     fn a_new_replica_needs_complete_copies_that_meet_every_write_quorum() {

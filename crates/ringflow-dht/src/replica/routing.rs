@@ -153,7 +153,7 @@ impl DhtService {
                     "this worker has not joined the cluster yet".into(),
                 ));
             };
-            let req = make(view.epoch());
+            let req = attempts.prepare(make(view.epoch()));
             let primary = view.assignment.primary(PartitionId(partition)).cloned();
             let resp = match primary {
                 None => Err(DhtError::NoOwner(partition)),
@@ -164,12 +164,9 @@ impl DhtService {
                     None => Err(DhtError::Unavailable(format!("no address for {id}"))),
                 },
             };
-            match crate::batch::settle(resp, partition) {
+            match attempts.settle(&req, resp, partition) {
                 Ok(done) => return done,
-                Err(retry) => {
-                    attempts.failed(&req, &retry);
-                    last = retry;
-                }
+                Err(retry) => last = retry,
             }
             // Wait (briefly) for a newer view before retrying.
             let _ = tokio::time::timeout(Duration::from_millis(500), views.changed()).await;
@@ -193,5 +190,9 @@ impl crate::batch::Router for DhtService {
         make: impl Fn(u64) -> DhtRequest,
     ) -> Result<DhtResponse, DhtError> {
         self.route(partition, make).await
+    }
+
+    fn propose(&self, n: usize) -> Vec<crate::Version> {
+        DhtService::propose(self, n)
     }
 }

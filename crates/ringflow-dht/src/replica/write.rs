@@ -10,8 +10,40 @@ use tokio::sync::{mpsc, oneshot};
 use super::DhtService;
 use crate::store::Write;
 use crate::version::is_too_far_ahead;
-use crate::wire::{DhtRequest, DhtResponse};
+use crate::wire::{DhtRequest, DhtResponse, Stamps};
 use crate::{DhtError, Entry, Version};
+
+/// `items` as store writes with their versions.
+fn as_writes(
+    p: PartitionId,
+    items: &[(Vec<u8>, Option<Vec<u8>>)],
+    versions: &[Version],
+) -> Vec<Write> {
+    items
+        .iter()
+        .zip(versions)
+        .map(|((key, value), version)| Write {
+            partition: p,
+            key: key.clone(),
+            entry: Entry {
+                version: *version,
+                value: value.clone(),
+            },
+        })
+        .collect()
+}
+
+/// An `Unknown` answer, telling the versions the write may have been applied with (for
+/// the router's retry).
+fn with_stamps(answer: DhtResponse, versions: &[Version]) -> DhtResponse {
+    match answer {
+        DhtResponse::Unknown { reason, .. } => DhtResponse::Unknown {
+            reason,
+            stamped: versions.to_vec(),
+        },
+        other => other,
+    }
+}
 
 /// How many times a write is stamped again when replicas hold newer versions.
 const STAMP_ROUNDS: usize = 3;
@@ -74,6 +106,7 @@ impl DhtService {
         &self,
         partition: u32,
         items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        stamps: Stamps,
     ) -> DhtResponse {
         let Some(place) = self.placement(partition) else {
             return self.moved(partition);
@@ -86,6 +119,15 @@ impl DhtService {
                 message: e.to_string(),
             };
         }
+        if !stamps.versions.is_empty() && stamps.versions.len() != items.len() {
+            return DhtResponse::Error {
+                message: format!(
+                    "a write of {} items carries {} versions",
+                    items.len(),
+                    stamps.versions.len()
+                ),
+            };
+        }
         if let Some(refusal) = place.below_quorum(partition, "write") {
             return refusal;
         }
@@ -93,10 +135,12 @@ impl DhtService {
             return refusal;
         }
         let p = PartitionId(partition);
+        let max_ahead = self.cfg.max_clock_skew.as_millis() as u64;
         // A primary still catching up on this partition may lack the newest versions:
         // learn them from the other replicas first, so the new versions stamped below
         // supersede every version an earlier primary wrote.
         let mut remote_live: Vec<bool> = vec![false; items.len()];
+        let mut known: Vec<Option<Version>> = vec![None; items.len()];
         if self.syncing.borrow().contains(&partition) && !place.others.is_empty() {
             let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
             let req = DhtRequest::ReadReplica {
@@ -113,10 +157,11 @@ impl DhtService {
                 .await
                 {
                     let mut hlc = self.hlc.borrow_mut();
-                    let max_ahead = self.cfg.max_clock_skew.as_millis() as u64;
                     for (i, e) in entries.iter().enumerate().take(items.len()) {
                         if let Some(e) = e {
-                            hlc.observe_within(e.version, now_ms(), max_ahead);
+                            if hlc.observe_within(e.version, now_ms(), max_ahead) {
+                                known[i] = known[i].max(Some(e.version));
+                            }
                             remote_live[i] |= e.value.is_some();
                         }
                     }
@@ -131,17 +176,27 @@ impl DhtService {
                 existed.push(current.as_ref().is_some_and(|e| e.value.is_some()) || remote_live[i]);
                 if let Some(c) = &current {
                     hlc.observe(c.version);
+                    known[i] = known[i].max(Some(c.version));
                 }
             }
+        }
+        if stamps.retry {
+            return self
+                .put_again(&place, p, &items, stamps.versions, &known, existed)
+                .await;
         }
         // A replica holding a newer version of a key than the stamp (this clock is behind,
         // or this node missed a write) says so: stamp again above it, so that the write
         // acknowledged last is the one every replica keeps.
-        for _ in 0..STAMP_ROUNDS {
-            let writes = self.stamp(p, &items);
+        let mut versions = self.first_stamps(&stamps.versions, &known);
+        for round in 0..STAMP_ROUNDS {
+            if round > 0 {
+                versions = self.stamp(items.len());
+            }
+            let writes = as_writes(p, &items, &versions);
             match self.replicate_to_quorum(&place, partition, writes).await {
                 Round::Done(DhtResponse::Replicated) => return DhtResponse::Written { existed },
-                Round::Done(answer) => return answer,
+                Round::Done(answer) => return with_stamps(answer, &versions),
                 Round::Superseded(v) => {
                     tracing::debug!(partition, version = ?v, "a replica holds newer versions: stamping the write again");
                     self.hlc.borrow_mut().observe(v);
@@ -152,24 +207,88 @@ impl DhtService {
             reason: format!(
                 "replicas kept answering newer versions than {STAMP_ROUNDS} stamps of the write"
             ),
+            stamped: versions,
         }
     }
 
-    /// New versions for `items`, from this node's clock.
-    fn stamp(&self, p: PartitionId, items: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<Write> {
+    /// A retry of a write that an earlier attempt may have applied: stored with exactly
+    /// the versions it carries, never stamped again (see [`Stamps`]).
+    async fn put_again(
+        &self,
+        place: &super::routing::Placement,
+        p: PartitionId,
+        items: &[(Vec<u8>, Option<Vec<u8>>)],
+        versions: Vec<Version>,
+        known: &[Option<Version>],
+        existed: Vec<bool>,
+    ) -> DhtResponse {
+        if versions.is_empty() {
+            return DhtResponse::Error {
+                message: "a retried write carries no versions".into(),
+            };
+        }
         let now = now_ms();
-        let mut hlc = self.hlc.borrow_mut();
-        items
+        let max_ahead = self.cfg.max_clock_skew.as_millis() as u64;
+        if versions
             .iter()
-            .map(|(key, value)| Write {
-                partition: p,
-                key: key.clone(),
-                entry: Entry {
-                    version: hlc.tick(now),
-                    value: value.clone(),
-                },
+            .any(|v| is_too_far_ahead(*v, now, max_ahead))
+        {
+            return DhtResponse::Unknown {
+                reason: "a retried write carries versions too far ahead of this node's clock: \
+                         not stored again"
+                    .into(),
+                stamped: versions,
+            };
+        }
+        {
+            let mut hlc = self.hlc.borrow_mut();
+            for v in &versions {
+                hlc.observe(*v);
+            }
+        }
+        let newer_here = known
+            .iter()
+            .zip(&versions)
+            .any(|(k, v)| k.is_some_and(|k| k > *v));
+        let writes = as_writes(p, items, &versions);
+        match self.replicate_to_quorum(place, p.0, writes).await {
+            Round::Done(DhtResponse::Replicated) if !newer_here => DhtResponse::Written { existed },
+            Round::Done(DhtResponse::Replicated) | Round::Superseded(_) => DhtResponse::Unknown {
+                reason: "a newer write of a key arrived while this one was retried: it may \
+                         have been applied before that write, or not at all"
+                    .into(),
+                stamped: versions,
+            },
+            Round::Done(answer) => with_stamps(answer, &versions),
+        }
+    }
+
+    /// The versions of a write's first attempt: each proposed one that is newer than every
+    /// version known of its key (and not too far ahead of this clock), else a new stamp.
+    fn first_stamps(&self, proposed: &[Version], known: &[Option<Version>]) -> Vec<Version> {
+        let now = now_ms();
+        let max_ahead = self.cfg.max_clock_skew.as_millis() as u64;
+        let mut hlc = self.hlc.borrow_mut();
+        known
+            .iter()
+            .enumerate()
+            .map(|(i, k)| match proposed.get(i) {
+                Some(v) if k.is_none_or(|k| k < *v) && hlc.observe_within(*v, now, max_ahead) => *v,
+                _ => hlc.tick(now),
             })
             .collect()
+    }
+
+    /// `n` new versions, from this node's clock.
+    fn stamp(&self, n: usize) -> Vec<Version> {
+        let now = now_ms();
+        let mut hlc = self.hlc.borrow_mut();
+        (0..n).map(|_| hlc.tick(now)).collect()
+    }
+
+    /// Versions for a write of `n` items this node routes (see [`Stamps`]).
+    pub(crate) fn propose(&self, n: usize) -> Vec<Version> {
+        self.stamp(n)
     }
 
     /// Stores stamped writes here and on the other replicas, waiting for a quorum.
@@ -216,6 +335,7 @@ impl DhtService {
             // The replicas were sent the write already: some may keep it.
             return Round::Done(DhtResponse::Unknown {
                 reason: format!("local store failed: {e}"),
+                stamped: Vec::new(),
             });
         }
         let mut acks = 1;
@@ -237,21 +357,20 @@ impl DhtService {
             return Round::Superseded(v);
         }
         if acks < needed {
-            if newer_view.get() > place.epoch {
+            let newer = if newer_view.get() > place.epoch {
                 // Replicas know a newer table than ours: the client refreshes and retries
-                // with the partition's current primary.
-                return Round::Done(DhtResponse::Moved {
-                    partition,
-                    epoch: newer_view.get(),
-                    primary: None,
-                });
-            }
+                // (with the same versions) at the partition's current primary.
+                format!(", and replicas are at epoch {}", newer_view.get())
+            } else {
+                String::new()
+            };
             // Stored here (and maybe elsewhere) but not acknowledged: it may survive.
             return Round::Done(DhtResponse::Unknown {
                 reason: format!(
-                    "{acks} of {} replicas stored the write, {needed} needed",
+                    "{acks} of {} replicas stored the write, {needed} needed{newer}",
                     place.size
                 ),
+                stamped: Vec::new(),
             });
         }
         // The lease may have run out while the replicas answered: a successor may be
@@ -259,6 +378,7 @@ impl DhtService {
         if let Some(why) = self.lease_refusal(place.epoch) {
             return Round::Done(DhtResponse::Unknown {
                 reason: format!("stored by a quorum, but {why}"),
+                stamped: Vec::new(),
             });
         }
         Round::Done(DhtResponse::Replicated)

@@ -56,6 +56,12 @@ impl Router for Fixture {
         Ok(PARTITIONS)
     }
 
+    fn propose(&self, n: usize) -> Vec<crate::Version> {
+        (0..n as u64)
+            .map(|ts| crate::Version { ts, node: 0 })
+            .collect()
+    }
+
     async fn send_to_primary(
         &self,
         partition: u32,
@@ -122,6 +128,7 @@ pub(crate) fn view(partitions: u32, replication: usize, peers: Vec<PeerInfo>) ->
     ClusterView {
         assignment: assign(None, &specs, config).unwrap(),
         peers,
+        forgotten: Vec::new(),
     }
 }
 

@@ -6,6 +6,7 @@
 mod certs;
 mod config;
 mod dht;
+mod forget;
 mod gen;
 mod job;
 mod local;
@@ -21,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use certs::CertsCommand;
 use config::ConfigCommand;
 use dht::{KeyArgs, PutArgs};
+use forget::ForgetArgs;
 use gen::GenArgs;
 use job::JobCommand;
 use local::LocalArgs;
@@ -66,6 +68,10 @@ pub enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Declare that a dead worker will not come back: partitions kept for it (below a
+    /// quorum of their replicas, refusing reads and writes) are planned again from the
+    /// survivors, losing writes only the lost workers held.
+    ForgetWorker(ForgetArgs),
 }
 
 impl Command {
@@ -82,6 +88,7 @@ impl Command {
                 | Command::Gen(_)
                 | Command::Sort(_)
                 | Command::Config(_)
+                | Command::ForgetWorker(_)
         )
     }
 }
@@ -121,6 +128,7 @@ pub fn run(cli: Cli, registry: ringflow_stream::Registry) -> anyhow::Result<Exit
         Command::Gen(a) => gen::run(a),
         Command::Sort(a) => sort::run(a),
         Command::Config(c) => config::run(c),
+        Command::ForgetWorker(a) => forget::run(a),
     }
 }
 
