@@ -104,8 +104,9 @@ pub enum Message {
     Batch(AnyBatch),
     /// The sender will send no record with an event time at or below this one.
     Watermark(EventTime),
-    /// The sender has been quiet for the idle timeout: leave it out of the watermark
-    /// minimum until it sends again.
+    /// The sender is idle: leave it out of the watermark minimum until it sends again.
+    /// Only a source says so first (it read nothing for the idle timeout); an operator
+    /// forwards it once all its inputs are idle, never for a quiet channel.
     Idle,
     /// The sender has finished: nothing more will come from it.
     End,

@@ -189,7 +189,7 @@ impl Registry {
         match entry.make {
             Make::Operator(f) => {
                 let op = f(config, init, &inst).map_err(|e| fail(e.0))?;
-                Ok(Instance::Operator(OperatorInstance::new(inst, op, now)))
+                Ok(Instance::Operator(OperatorInstance::new(inst, op)))
             }
             Make::Source(f) => {
                 let src = f(config, init, &inst).map_err(|e| fail(e.0))?;

@@ -148,7 +148,9 @@ pub struct JobSettings {
     pub linger_ms: u64,
     /// Records in flight per edge and receiver (the credit window): bounds memory.
     pub edge_credits: usize,
-    /// An input that sends nothing for this long stops holding back the watermark (ms).
+    /// A source that reads nothing for this long says it is idle, and stops holding back
+    /// the watermark downstream until it emits again (ms). Operators never count a quiet
+    /// input idle: its sender may only be blocked on credit.
     pub idle_timeout_ms: u64,
 }
 

@@ -187,21 +187,38 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_input_stops_holding_the_watermark_back_after_the_idle_timeout() {
+    fn a_quiet_input_holds_the_watermark_back_until_its_source_says_it_is_idle() {
         let mut op = instance(2, 1_000);
         op.handle(0, Message::Watermark(500), 10).unwrap();
-        assert!(watermarks(&op.tick(900).unwrap()).is_empty());
-        // Input 0 keeps talking, input 1 has said nothing for the timeout.
+        // Input 0 keeps talking; input 1 says nothing for many idle timeouts (its sender
+        // may be blocked on credit): it still holds the watermark back.
         op.handle(0, Message::Watermark(600), 1_050).unwrap();
-        let out = op.tick(1_100).unwrap();
+        for now in [1_100, 5_000, 60_000] {
+            assert!(watermarks(&op.tick(now).unwrap()).is_empty(), "at {now}");
+        }
+        assert_eq!(op.watermark(), crate::data::MIN_TIME);
+        // An Idle message (from its source) works at once.
+        let out = op.handle(1, Message::Idle, 60_100).unwrap();
         assert_eq!(watermarks(&out), vec![(0, 600), (1, 600)]);
-        // When the quiet input speaks again it counts again.
-        op.handle(1, Message::Watermark(610), 1_200).unwrap();
-        let out = op.handle(0, Message::Watermark(700), 1_300).unwrap();
+        // When the idle input speaks again it counts again.
+        op.handle(1, Message::Watermark(610), 60_200).unwrap();
+        let out = op.handle(0, Message::Watermark(700), 60_300).unwrap();
         assert_eq!(watermarks(&out), vec![(0, 610), (1, 610)]);
-        // An explicit Idle message works at once.
-        let out = op.handle(1, Message::Idle, 1_400).unwrap();
-        assert_eq!(watermarks(&out), vec![(0, 700), (1, 700)]);
+    }
+
+    #[test]
+    fn idleness_is_forwarded_only_once_every_input_is_idle() {
+        let mut op = instance(2, 1_000);
+        let idles = |out: &[Outgoing]| {
+            out.iter()
+                .filter(|o| matches!(o.msg, Message::Idle))
+                .count()
+        };
+        let out = op.handle(0, Message::Idle, 10).unwrap();
+        assert_eq!(idles(&out), 0, "input 1 is not idle");
+        assert_eq!(idles(&op.tick(100_000).unwrap()), 0, "quiet is not idle");
+        let out = op.handle(1, Message::Idle, 100_010).unwrap();
+        assert_eq!(idles(&out), 2, "both targets hear it");
     }
 
     #[test]

@@ -108,7 +108,6 @@ struct InputState {
     watermark: EventTime,
     idle: bool,
     ended: bool,
-    last_heard: u64,
 }
 
 /// One running operator instance (sans-IO).
@@ -130,13 +129,12 @@ pub struct OperatorInstance {
 }
 
 impl OperatorInstance {
-    pub(crate) fn new(cfg: InstanceConfig, op: Box<dyn DynOperator>, now: u64) -> Self {
+    pub(crate) fn new(cfg: InstanceConfig, op: Box<dyn DynOperator>) -> Self {
         let inputs = vec![
             InputState {
                 watermark: MIN_TIME,
                 idle: false,
                 ended: false,
-                last_heard: now,
             };
             cfg.inputs
         ];
@@ -232,7 +230,6 @@ impl OperatorInstance {
         let Some(state) = self.inputs.get_mut(input) else {
             return Err(StreamError::UnknownInput(input));
         };
-        state.last_heard = now;
         let was_idle = std::mem::replace(&mut state.idle, false);
         match msg {
             Message::Batch(batch) => {
@@ -274,20 +271,15 @@ impl OperatorInstance {
         Ok(self.take_ready())
     }
 
-    /// Flushes batches whose linger time has passed and marks quiet inputs idle.
+    /// Flushes batches whose linger time has passed.
+    ///
+    /// A quiet input is never marked idle here: it may be quiet only because its sender
+    /// is blocked on credit (a slow or skewed receiver elsewhere), and running the
+    /// watermark past it would make its records late (FLINK-35886). Idleness comes from
+    /// sources ([`Message::Idle`]) and is forwarded once every input is idle.
     pub fn tick(&mut self, now: u64) -> Result<Vec<Outgoing>, StreamError> {
         if self.ended {
             return Ok(Vec::new());
-        }
-        let mut changed = false;
-        for s in &mut self.inputs {
-            if !s.ended && !s.idle && now.saturating_sub(s.last_heard) >= self.cfg.idle_timeout_ms {
-                s.idle = true;
-                changed = true;
-            }
-        }
-        if changed {
-            self.advance(now)?;
         }
         if let Some(since) = self.pending_since {
             if now.saturating_sub(since) >= self.cfg.linger_ms {
