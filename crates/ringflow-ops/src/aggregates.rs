@@ -59,6 +59,29 @@ mod tests {
     use crate::testkit::{assert_accepted, assert_refused, item, run_job, set_feed, Driver, Step};
     use ringflow_stream::spec::{EdgeKind, JobSpec, VertexSpec};
 
+    #[test]
+    fn count_restored_from_a_checkpoint_ends_with_the_counts_of_an_uninterrupted_run() {
+        let words = |ws: &[&str]| -> Vec<ringflow_stream::Item<Value>> {
+            ws.iter().map(|w| item(Some(w), json!(w))).collect()
+        };
+        let first = ["a", "b", "a", "c"];
+        let second = ["a", "c", "d"];
+        let mut whole = Driver::new("count", json!({}));
+        whole.push(words(&first));
+        whole.push(words(&second));
+        whole.end();
+        let mut before = Driver::new("count", json!({}));
+        before.push(words(&first));
+        let snap = before.checkpoint(1);
+        assert!(snap.size() > 0, "the counts are in the snapshot");
+        // The instance is gone; a new one restores the snapshot and reads the rest.
+        let mut after = Driver::new("count", json!({}));
+        after.restore(snap);
+        after.push(words(&second));
+        after.end();
+        assert_eq!(after.take_values(), whole.take_values());
+    }
+
     fn run(
         op: &str,
         config: Value,

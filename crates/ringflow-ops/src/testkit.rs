@@ -25,6 +25,7 @@ pub(crate) enum Out {
     Wm(EventTime),
     Idle,
     End,
+    Barrier(u64),
 }
 
 /// One operator instance driven through a real instance, one input, one output.
@@ -40,6 +41,7 @@ impl Driver {
         let init = InitContext::for_test("v");
         let cfg = InstanceConfig {
             vertex: "v".into(),
+            instance: 0,
             inputs: 1,
             outputs: vec![OutEdge {
                 kind: EdgeKind::Forward,
@@ -82,6 +84,7 @@ impl Driver {
                 Message::Watermark(t) => self.out.push(Out::Wm(t)),
                 Message::Idle => self.out.push(Out::Idle),
                 Message::End => self.out.push(Out::End),
+                Message::Barrier(c) => self.out.push(Out::Barrier(c)),
             }
         }
     }
@@ -102,6 +105,20 @@ impl Driver {
 
     pub fn end(&mut self) {
         self.send(Message::End);
+    }
+
+    /// A checkpoint barrier; the snapshot it produced.
+    pub fn checkpoint(&mut self, id: u64) -> ringflow_stream::checkpoint::InstanceSnapshot {
+        self.send(Message::Barrier(id));
+        let mut snaps = self.inst.take_snapshots();
+        assert_eq!(snaps.len(), 1, "one snapshot per barrier on one input");
+        snaps.remove(0)
+    }
+
+    /// Restores every partition and the own state of `snap` (one instance before, one now).
+    pub fn restore(&mut self, snap: ringflow_stream::checkpoint::InstanceSnapshot) {
+        let r = ringflow_stream::checkpoint::Restore::for_instance(&[snap], |_| true, 0, 1);
+        self.inst.restore(r).expect("restore");
     }
 
     /// Takes the records sent so far (dropping watermarks).

@@ -62,6 +62,7 @@ impl Outlets {
                         StreamMsg::Watermark(w) => DataFrame::Watermark(w),
                         StreamMsg::Idle => DataFrame::Idle,
                         StreamMsg::End => DataFrame::End,
+                        StreamMsg::Barrier(c) => DataFrame::Barrier(c),
                     };
                     tx.send(frame)
                         .await
@@ -196,6 +197,7 @@ pub(crate) async fn read(
             DataFrame::Watermark(w) => (Inbound::Decoded(StreamMsg::Watermark(w)), false),
             DataFrame::Idle => (Inbound::Decoded(StreamMsg::Idle), false),
             DataFrame::End => (Inbound::Decoded(StreamMsg::End), true),
+            DataFrame::Barrier(c) => (Inbound::Decoded(StreamMsg::Barrier(c)), false),
             DataFrame::Credit(_) => {
                 let _ = events.send(JobEvent::Failed(format!(
                     "{from}: credit frame from a sender"

@@ -110,6 +110,9 @@ pub enum Message {
     Idle,
     /// The sender has finished: nothing more will come from it.
     End,
+    /// Checkpoint barrier: the sender took its snapshot of this checkpoint after every
+    /// record it sent before (see [`crate::checkpoint`]).
+    Barrier(crate::checkpoint::CheckpointId),
 }
 
 /// The type carried by an operator's input or output, with its MessagePack codec.

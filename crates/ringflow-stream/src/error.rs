@@ -34,6 +34,10 @@ pub enum StreamError {
         #[source]
         source: std::io::Error,
     },
+    /// Checkpoint barriers broke their order, or a snapshot could not be taken or
+    /// restored.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 /// Why a job spec was refused; names the vertex when one is at fault.

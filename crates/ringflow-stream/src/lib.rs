@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod extensions;
@@ -35,4 +36,4 @@ pub use plan::{plan, EdgePlan, JobPlan, VertexPlan};
 pub use registry::Registry;
 pub use source::{Source, SourceOutput, SourcePoll};
 pub use spec::{EdgeKind, InputSpec, JobSettings, JobSpec, VertexSpec};
-pub use state::KeyedState;
+pub use state::{KeyedState, PartitionedState};

@@ -153,6 +153,32 @@ pub trait Operator: Send + Sized + 'static {
     fn on_drain(&mut self, _ctx: &mut Context<'_, Self::Out>) -> OpResult<Drain> {
         Ok(Drain::Done)
     }
+
+    /// The operator's keyed state, if it keeps one: the runtime snapshots it per ring
+    /// partition at checkpoint barriers and restores each partition on the instance that
+    /// owns it in a later run. Usually one line: `Some(&mut self.state)`.
+    fn keyed_state(&mut self) -> Option<&mut dyn crate::state::PartitionedState> {
+        None
+    }
+
+    /// The operator's other state at a checkpoint barrier (after every record before
+    /// the barrier, before any after), e.g. with [`crate::checkpoint::to_bytes`]; `None`
+    /// when it keeps none. The bytes are written out after this returns, while the
+    /// operator goes on.
+    fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Puts back, before any record, the [`Operator::snapshot`]s of the earlier
+    /// instances given to this one: its own with the same parallelism, several or none
+    /// after a rescale (see [`crate::checkpoint::Restore::for_instance`]).
+    fn restore(&mut self, states: Vec<Vec<u8>>) -> OpResult {
+        if states.is_empty() {
+            Ok(())
+        } else {
+            Err("this operator has a snapshot to restore but does not implement restore".into())
+        }
+    }
 }
 
 /// What [`Operator::on_drain`] says.

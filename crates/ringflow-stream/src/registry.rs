@@ -154,6 +154,7 @@ impl Registry {
         init.extensions = self.extensions.clone();
         let inst = InstanceConfig {
             vertex: init.vertex.clone(),
+            instance: init.instance,
             inputs: 0,
             outputs: Vec::new(),
             routing: None,

@@ -30,6 +30,11 @@ impl Routing {
         Routing::new(ring, (0..ring.partitions).map(|p| p % n).collect())
     }
 
+    /// The ring's shape.
+    pub fn ring(&self) -> RingConfig {
+        self.ring
+    }
+
     /// The instance that owns `key`.
     pub fn target_of(&self, key: Option<&str>) -> usize {
         let p = self

@@ -32,6 +32,24 @@ pub trait Source: Send + Sized + 'static {
 
     /// Emits up to [`SourceOutput::remaining`] records and says when to poll again.
     fn poll(&mut self, out: &mut SourceOutput<'_, Self::Out>) -> OpResult<SourcePoll>;
+
+    /// The position to resume from, at a checkpoint barrier (after every record emitted
+    /// so far), e.g. with [`crate::checkpoint::to_bytes`]; `None` when the source cannot
+    /// replay (a socket): a job restored from a checkpoint then loses or repeats what it
+    /// read since.
+    fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Resumes from the positions of the earlier instances given to this one (see
+    /// [`crate::checkpoint::Restore::for_instance`]), before the first poll.
+    fn restore(&mut self, positions: Vec<Vec<u8>>) -> OpResult {
+        if positions.is_empty() {
+            Ok(())
+        } else {
+            Err("this source has a position to restore but does not implement restore".into())
+        }
+    }
 }
 
 /// Where a source's poll puts its records and watermarks.

@@ -24,4 +24,6 @@ pub enum DataFrame {
     /// Receiver → sender: this many records left the transit window (they are in the
     /// receiving instance's own credit-bounded queue now).
     Credit(u32),
+    /// Checkpoint barrier (see `ringflow_stream::checkpoint`).
+    Barrier(crate::checkpoint::CheckpointId),
 }

@@ -44,4 +44,8 @@ impl Operator for CountOp {
         }
         Ok(())
     }
+
+    fn keyed_state(&mut self) -> Option<&mut dyn ringflow_stream::PartitionedState> {
+        Some(&mut self.state)
+    }
 }

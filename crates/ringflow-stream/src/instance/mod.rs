@@ -7,6 +7,8 @@
 //! (see [`crate::routing`]), and ends when every input has ended. The runtime moves the
 //! returned [`Outgoing`] messages and applies credits.
 
+#[cfg(test)]
+mod checkpoint_tests;
 mod operator;
 mod source;
 
@@ -31,6 +33,8 @@ pub(crate) use source::{DynSource, SrcBox};
 pub struct InstanceConfig {
     /// Vertex name (for errors).
     pub vertex: String,
+    /// This instance's index among the vertex's instances.
+    pub instance: usize,
     /// Number of input channels (one per upstream sender instance and edge).
     pub inputs: usize,
     /// Output edges.
@@ -71,6 +75,7 @@ pub fn build(
     };
     let cfg = InstanceConfig {
         vertex: vp.name.clone(),
+        instance: index,
         inputs: plan.input_channels(v, index, workers).len(),
         outputs: plan.out_edges(v, index, workers),
         routing: Some(routing.clone()),
@@ -132,6 +137,7 @@ mod tests {
         r.operator::<Pass>("pass");
         let cfg = InstanceConfig {
             vertex: "v".into(),
+            instance: 0,
             inputs,
             outputs: vec![OutEdge {
                 kind: EdgeKind::Hash,
@@ -250,6 +256,7 @@ mod tests {
                 Message::End => "end",
                 Message::Watermark(_) => "wm",
                 Message::Idle => "idle",
+                Message::Barrier(_) => "barrier",
             })
             .collect();
         let last_batch = kinds.iter().rposition(|k| *k == "batch").unwrap();

@@ -1,9 +1,12 @@
 //! One running operator instance: watermarks merged over its inputs, timers, batching
 //! and the end of its inputs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::{InstanceConfig, InstanceMetrics};
+use crate::checkpoint::{
+    Aligner, BarrierOutcome, CheckpointId, InstanceSnapshot, PartitionSnapshot, Restore,
+};
 use crate::data::{AnyBatch, EventTime, Message, MAX_TIME, MIN_TIME};
 use crate::operator::{Context, Drain, OpError, Operator, Timer};
 use crate::outputs::{ErasedOutputs, Outgoing, Outputs};
@@ -29,6 +32,10 @@ pub(crate) trait DynOperator: Send {
     fn on_input_end(&mut self, input: usize, env: Env<'_>) -> Result<(), OpError>;
     fn on_drain(&mut self, env: Env<'_>) -> Result<Drain, OpError>;
     fn outputs_mut(&mut self) -> &mut dyn ErasedOutputs;
+    fn keyed_snapshot(&mut self) -> Result<BTreeMap<u32, Vec<u8>>, OpError>;
+    fn restore_partition(&mut self, partition: u32, bytes: &[u8]) -> Result<(), OpError>;
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OpError>;
+    fn restore(&mut self, states: Vec<Vec<u8>>) -> Result<(), OpError>;
 }
 
 pub(crate) struct OpBox<O: Operator> {
@@ -85,6 +92,24 @@ impl<O: Operator> DynOperator for OpBox<O> {
     fn outputs_mut(&mut self) -> &mut dyn ErasedOutputs {
         &mut self.out
     }
+    fn keyed_snapshot(&mut self) -> Result<BTreeMap<u32, Vec<u8>>, OpError> {
+        match self.op.keyed_state() {
+            Some(s) => s.snapshot_partitions(),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+    fn restore_partition(&mut self, partition: u32, bytes: &[u8]) -> Result<(), OpError> {
+        match self.op.keyed_state() {
+            Some(s) => s.restore_partition(partition, bytes),
+            None => Err("a snapshot holds keyed state but this operator keeps none".into()),
+        }
+    }
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OpError> {
+        self.op.snapshot()
+    }
+    fn restore(&mut self, states: Vec<Vec<u8>>) -> Result<(), OpError> {
+        self.op.restore(states)
+    }
 }
 
 /// The environment of one operator hook: borrows the instance's timers, counters and own
@@ -126,10 +151,17 @@ pub struct OperatorInstance {
     all_idle: bool,
     draining: bool,
     ended: bool,
+    aligner: Aligner,
+    /// Messages from inputs blocked by a barrier, in arrival order, until it is aligned.
+    held: VecDeque<(usize, Message)>,
+    snapshots: Vec<InstanceSnapshot>,
+    /// Time spent aligning the last checkpoint (ms).
+    last_alignment_ms: u64,
 }
 
 impl OperatorInstance {
     pub(crate) fn new(cfg: InstanceConfig, op: Box<dyn DynOperator>) -> Self {
+        let cfg_inputs = cfg.inputs;
         let inputs = vec![
             InputState {
                 watermark: MIN_TIME,
@@ -153,7 +185,47 @@ impl OperatorInstance {
             all_idle: false,
             draining: false,
             ended: false,
+            aligner: Aligner::new(cfg_inputs),
+            held: VecDeque::new(),
+            snapshots: Vec::new(),
+            last_alignment_ms: 0,
         }
+    }
+
+    /// Whether `input` is blocked by a checkpoint barrier: deliver nothing more from it
+    /// until it is not (what is delivered anyway is held, in order).
+    pub fn is_blocked(&self, input: usize) -> bool {
+        self.aligner.is_blocked(input)
+    }
+
+    /// The snapshots taken since the last call, oldest first.
+    pub fn take_snapshots(&mut self) -> Vec<InstanceSnapshot> {
+        std::mem::take(&mut self.snapshots)
+    }
+
+    /// How long the last checkpoint's barriers took to align (ms).
+    pub fn last_alignment_ms(&self) -> u64 {
+        self.last_alignment_ms
+    }
+
+    /// Puts back state from a checkpoint, before any message: the keyed state and timers
+    /// of the partitions this instance serves, and the operator's own state.
+    pub fn restore(&mut self, restore: Restore) -> Result<(), StreamError> {
+        let vertex = self.cfg.vertex.clone();
+        let fail = |what: String| StreamError::Checkpoint(format!("vertex '{vertex}': {what}"));
+        for (p, part) in restore.partitions {
+            if !part.state.is_empty() {
+                self.op
+                    .restore_partition(p, &part.state)
+                    .map_err(|e| fail(format!("restoring partition {p}: {}", e.0)))?;
+            }
+            for (time, key) in part.timers {
+                self.timers.insert(Timer { time, key });
+            }
+        }
+        self.op
+            .restore(restore.operator)
+            .map_err(|e| fail(format!("restore: {}", e.0)))
     }
 
     /// The vertex this instance runs.
@@ -224,8 +296,25 @@ impl OperatorInstance {
         msg: Message,
         now: u64,
     ) -> Result<Vec<Outgoing>, StreamError> {
+        self.process(input, msg, now)?;
+        Ok(self.take_ready())
+    }
+
+    fn process(&mut self, input: usize, msg: Message, now: u64) -> Result<(), StreamError> {
         if self.ended {
-            return Ok(Vec::new());
+            return Ok(());
+        }
+        if input >= self.inputs.len() {
+            return Err(StreamError::UnknownInput(input));
+        }
+        if self.aligner.is_blocked(input) {
+            self.held.push_back((input, msg));
+            return Ok(());
+        }
+        if let Message::Barrier(checkpoint) = msg {
+            let ended: Vec<bool> = self.inputs.iter().map(|s| s.ended).collect();
+            let outcome = self.aligner.on_barrier(input, checkpoint, &ended, now)?;
+            return self.after_barrier(outcome, now);
         }
         let Some(state) = self.inputs.get_mut(input) else {
             return Err(StreamError::UnknownInput(input));
@@ -263,12 +352,94 @@ impl OperatorInstance {
             Message::End => {
                 state.ended = true;
                 state.watermark = MAX_TIME;
+                // An input that ends while a barrier is being aligned brought everything
+                // it will send: the checkpoint may be complete without it. Its end is
+                // handled after the snapshot (a restored sender ends again).
+                let ended: Vec<bool> = self.inputs.iter().map(|s| s.ended).collect();
+                let outcome = self.aligner.on_end(&ended, now);
+                self.after_barrier(outcome, now)?;
                 let env = hook_env!(self, self.watermark, now, Some(input));
                 self.op.on_input_end(input, env).map_err(|e| self.fail(e))?;
                 self.advance(now)?;
             }
+            Message::Barrier(_) => {}
         }
-        Ok(self.take_ready())
+        Ok(())
+    }
+
+    /// Once a barrier is aligned: the snapshot, the barrier on every output, then the
+    /// messages held meanwhile, in order.
+    fn after_barrier(&mut self, outcome: BarrierOutcome, now: u64) -> Result<(), StreamError> {
+        let BarrierOutcome::Aligned {
+            checkpoint,
+            alignment_ms,
+        } = outcome
+        else {
+            return Ok(());
+        };
+        self.last_alignment_ms = alignment_ms;
+        let snapshot = self.snapshot(checkpoint)?;
+        self.snapshots.push(snapshot);
+        let out = self.op.outputs_mut();
+        out.flush();
+        self.pending_since = None;
+        out.queue_for_all(&|| Message::Barrier(checkpoint));
+        // What was held may bring the next barrier and block its input again: such
+        // messages are held again, behind it, in order.
+        let held = std::mem::take(&mut self.held);
+        for (input, msg) in held {
+            self.process(input, msg, now)?;
+        }
+        Ok(())
+    }
+
+    /// This instance's state now: keyed state and timers by ring partition, and the
+    /// operator's own.
+    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<InstanceSnapshot, StreamError> {
+        let vertex = self.cfg.vertex.clone();
+        let fail = |e: OpError| {
+            StreamError::Checkpoint(format!(
+                "vertex '{vertex}': snapshot of checkpoint {checkpoint}: {}",
+                e.0
+            ))
+        };
+        let mut partitions: BTreeMap<u32, PartitionSnapshot> = self
+            .op
+            .keyed_snapshot()
+            .map_err(&fail)?
+            .into_iter()
+            .map(|(p, state)| {
+                (
+                    p,
+                    PartitionSnapshot {
+                        state,
+                        timers: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let ring = self
+            .cfg
+            .routing
+            .as_ref()
+            .map(|r| r.ring())
+            .unwrap_or_default();
+        for t in &self.timers {
+            let p = ring.partition_for_key(t.key.as_bytes()).0;
+            partitions
+                .entry(p)
+                .or_default()
+                .timers
+                .push((t.time, t.key.clone()));
+        }
+        let operator = self.op.snapshot().map_err(&fail)?;
+        Ok(InstanceSnapshot {
+            checkpoint,
+            vertex: self.cfg.vertex.clone(),
+            instance: self.cfg.instance,
+            partitions,
+            operator: operator.map(serde_bytes::ByteBuf::from),
+        })
     }
 
     /// Flushes batches whose linger time has passed.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{InstanceConfig, InstanceMetrics};
+use crate::checkpoint::{CheckpointId, InstanceSnapshot, Restore};
 use crate::data::{EventTime, Message, MIN_TIME};
 use crate::operator::OpError;
 use crate::outputs::{ErasedOutputs, Outgoing, Outputs};
@@ -18,6 +19,8 @@ pub(crate) trait DynSource: Send {
         counters: &mut BTreeMap<String, u64>,
     ) -> Result<(SourcePoll, Option<EventTime>, usize), OpError>;
     fn outputs_mut(&mut self) -> &mut dyn ErasedOutputs;
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OpError>;
+    fn restore(&mut self, positions: Vec<Vec<u8>>) -> Result<(), OpError>;
 }
 
 pub(crate) struct SrcBox<S: Source> {
@@ -46,6 +49,12 @@ impl<S: Source> DynSource for SrcBox<S> {
     fn outputs_mut(&mut self) -> &mut dyn ErasedOutputs {
         &mut self.out
     }
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, OpError> {
+        self.src.snapshot()
+    }
+    fn restore(&mut self, positions: Vec<Vec<u8>>) -> Result<(), OpError> {
+        self.src.restore(positions)
+    }
 }
 
 /// One running source instance (sans-IO).
@@ -58,6 +67,7 @@ pub struct SourceInstance {
     last_emit: u64,
     idle: bool,
     done: bool,
+    snapshots: Vec<InstanceSnapshot>,
 }
 
 impl SourceInstance {
@@ -71,7 +81,49 @@ impl SourceInstance {
             last_emit: now,
             idle: false,
             done: false,
+            snapshots: Vec::new(),
         }
+    }
+
+    /// Starts checkpoint `checkpoint` here: records the source's position (taken by
+    /// [`SourceInstance::take_snapshots`]) and sends the barrier on every output, after
+    /// every record emitted before. A finished source has nothing to add: it sends
+    /// nothing (its end already went out).
+    pub fn barrier(&mut self, checkpoint: CheckpointId) -> Result<Vec<Outgoing>, StreamError> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let position = self.src.snapshot().map_err(|e| {
+            StreamError::Checkpoint(format!(
+                "vertex '{}': snapshot of checkpoint {checkpoint}: {}",
+                self.cfg.vertex, e.0
+            ))
+        })?;
+        self.snapshots.push(InstanceSnapshot {
+            checkpoint,
+            vertex: self.cfg.vertex.clone(),
+            instance: self.cfg.instance,
+            partitions: Default::default(),
+            operator: position.map(serde_bytes::ByteBuf::from),
+        });
+        let out = self.src.outputs_mut();
+        out.flush();
+        self.pending_since = None;
+        out.queue_for_all(&|| Message::Barrier(checkpoint));
+        Ok(out.take_ready())
+    }
+
+    /// The snapshots taken since the last call, oldest first.
+    pub fn take_snapshots(&mut self) -> Vec<InstanceSnapshot> {
+        std::mem::take(&mut self.snapshots)
+    }
+
+    /// Resumes from a checkpoint (before the first poll): the positions `restore` gives
+    /// this instance.
+    pub fn restore(&mut self, restore: Restore) -> Result<(), StreamError> {
+        self.src.restore(restore.operator).map_err(|e| {
+            StreamError::Checkpoint(format!("vertex '{}': restore: {}", self.cfg.vertex, e.0))
+        })
     }
 
     /// The vertex this instance runs.

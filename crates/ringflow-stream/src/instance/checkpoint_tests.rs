@@ -1,0 +1,320 @@
+//! Checkpoint barriers through one operator instance: alignment over its inputs, the
+//! order of what it sends, and a snapshot restored into a new instance.
+
+use ringflow_ring::RingConfig;
+
+use super::*;
+use crate::checkpoint::Restore;
+use crate::data::{AnyBatch, Item, Message};
+use crate::operator::{Context, InitContext, OpResult, Operator, Timer};
+use crate::registry::{Instance, Registry};
+use crate::spec::EdgeKind;
+use crate::state::{KeyedState, PartitionedState};
+use crate::Value;
+
+/// Counts records per key (keyed state), sets a timer per key at its first record, and
+/// keeps a total of its own (non-keyed state); emits each record's key and new count.
+struct Counter {
+    counts: KeyedState<u64>,
+    total: u64,
+}
+
+impl Operator for Counter {
+    type In = Value;
+    type Out = Value;
+    type Config = serde_json::Map<String, Value>;
+    fn create(_: Self::Config, init: &InitContext) -> OpResult<Self> {
+        Ok(Counter {
+            counts: KeyedState::new(init.ring),
+            total: 0,
+        })
+    }
+    fn on_batch(&mut self, batch: Vec<Item<Value>>, ctx: &mut Context<'_, Value>) -> OpResult {
+        for i in batch {
+            let key = i.key.unwrap_or_default();
+            let c = self.counts.entry(&key);
+            *c += 1;
+            if *c == 1 {
+                ctx.set_timer(1_000, key.clone());
+            }
+            let n = *c;
+            self.total += 1;
+            ctx.emit_keyed(key, Value::from(n));
+        }
+        Ok(())
+    }
+    fn keyed_state(&mut self) -> Option<&mut dyn PartitionedState> {
+        Some(&mut self.counts)
+    }
+    fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
+        crate::checkpoint::to_bytes(&self.total).map(Some)
+    }
+    fn restore(&mut self, states: Vec<Vec<u8>>) -> OpResult {
+        for s in states {
+            self.total += crate::checkpoint::from_bytes::<u64>(&s)?;
+        }
+        Ok(())
+    }
+}
+
+fn ring() -> RingConfig {
+    RingConfig::new(16, 1).unwrap()
+}
+
+fn counter(inputs: usize) -> OperatorInstance {
+    let mut r = Registry::new();
+    r.operator::<Counter>("counter");
+    let cfg = InstanceConfig {
+        vertex: "count".into(),
+        instance: 0,
+        inputs,
+        outputs: vec![OutEdge {
+            kind: EdgeKind::Forward,
+            targets: 1,
+            self_index: 0,
+        }],
+        routing: Some(Routing::round_robin(ring(), 1)),
+        batch_size: 1000,
+        linger_ms: 10,
+        idle_timeout_ms: 1000,
+    };
+    let mut init = InitContext::for_test("count");
+    init.ring = ring();
+    match r
+        .instantiate("counter", &Value::Null, &init, cfg, 0)
+        .unwrap()
+    {
+        Instance::Operator(o) => o,
+        Instance::Source(_) => unreachable!(),
+    }
+}
+
+fn keys(keys: &[&str]) -> Message {
+    Message::Batch(AnyBatch::new(
+        keys.iter()
+            .map(|k| Item {
+                key: Some(k.to_string()),
+                value: Value::Null,
+            })
+            .collect(),
+    ))
+}
+
+/// What was sent, in order: "k=n" per record, "B<n>" per barrier.
+fn sent(out: Vec<Outgoing>) -> Vec<String> {
+    let mut v = Vec::new();
+    for o in out {
+        match o.msg {
+            Message::Batch(b) => {
+                for i in b.downcast::<Value>().unwrap() {
+                    v.push(format!("{}={}", i.key.unwrap_or_default(), i.value));
+                }
+            }
+            Message::Barrier(c) => v.push(format!("B{c}")),
+            _ => {}
+        }
+    }
+    v
+}
+
+#[test]
+fn a_barrier_blocks_its_input_until_every_input_brought_it() {
+    let mut op = counter(2);
+    let mut out = op.handle(0, keys(&["a"]), 0).unwrap();
+    out.extend(op.handle(0, Message::Barrier(1), 1).unwrap());
+    assert!(op.is_blocked(0) && !op.is_blocked(1));
+    // After its barrier, input 0's records wait; input 1's go on.
+    out.extend(op.handle(0, keys(&["a"]), 2).unwrap());
+    out.extend(op.handle(1, keys(&["b"]), 3).unwrap());
+    assert!(op.take_snapshots().is_empty(), "not aligned yet");
+    out.extend(op.handle(1, Message::Barrier(1), 7).unwrap());
+    out.extend(op.flush());
+    assert_eq!(sent(out), ["a=1", "b=1", "B1", "a=2"]);
+    assert!(!op.is_blocked(0));
+    assert_eq!(op.last_alignment_ms(), 6);
+    let snaps = op.take_snapshots();
+    assert_eq!(snaps.len(), 1);
+    let s = &snaps[0];
+    assert_eq!((s.checkpoint, s.vertex.as_str()), (1, "count"));
+    // a counted once (its second record came after the barrier), b once: total 2.
+    assert_eq!(
+        crate::checkpoint::from_bytes::<u64>(s.operator.as_ref().unwrap()).unwrap(),
+        2
+    );
+    let timers: usize = s.partitions.values().map(|p| p.timers.len()).sum();
+    assert_eq!(timers, 2, "one timer per key, in its key's partition");
+}
+
+#[test]
+fn held_messages_can_bring_the_next_barrier() {
+    let mut op = counter(2);
+    let mut out = Vec::new();
+    for m in [
+        Message::Barrier(1),
+        keys(&["x"]),
+        Message::Barrier(2),
+        keys(&["x"]),
+    ] {
+        out.extend(op.handle(0, m, 0).unwrap());
+    }
+    out.extend(op.handle(1, Message::Barrier(1), 1).unwrap());
+    // Checkpoint 1 aligned; the held x=1 ran, then barrier 2 blocked input 0 again.
+    assert!(op.is_blocked(0));
+    out.extend(op.handle(1, Message::Barrier(2), 2).unwrap());
+    out.extend(op.flush());
+    assert_eq!(sent(out), ["B1", "x=1", "B2", "x=2"]);
+    let snaps = op.take_snapshots();
+    assert_eq!(
+        snaps.iter().map(|s| s.checkpoint).collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+#[test]
+fn an_input_that_ends_completes_the_alignment_and_barriers_out_of_order_fail() {
+    let mut op = counter(2);
+    op.handle(0, Message::Barrier(3), 0).unwrap();
+    let out = op.handle(1, Message::End, 1).unwrap();
+    assert_eq!(sent(out), ["B3"]);
+    assert_eq!(op.take_snapshots().len(), 1);
+    let mut bad = counter(2);
+    bad.handle(0, Message::Barrier(2), 0).unwrap();
+    let e = bad.handle(1, Message::Barrier(5), 0).unwrap_err();
+    assert!(
+        e.to_string().contains("checkpoint 2 is being aligned"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_snapshot_restored_into_new_instances_carries_on_where_it_stopped() {
+    let mut op = counter(1);
+    op.handle(0, keys(&["a", "b", "a", "c", "a"]), 0).unwrap();
+    op.handle(0, Message::Barrier(1), 1).unwrap();
+    let snaps = op.take_snapshots();
+    // Restored across two new instances by partition parity; each then gets the keys it
+    // serves.
+    let ring = ring();
+    let parity = |k: &str| ring.partition_for_key(k.as_bytes()).0 % 2;
+    let mut totals = 0;
+    let mut next = Vec::new();
+    for index in [0usize, 1] {
+        let mut fresh = counter(1);
+        let r = Restore::for_instance(&snaps, |p| p % 2 == index as u32, index, 2);
+        fresh.restore(r).unwrap();
+        let mine: Vec<&str> = ["a", "b", "c"]
+            .into_iter()
+            .filter(|k| parity(k) == index as u32)
+            .collect();
+        fresh.handle(0, keys(&mine), 2).unwrap();
+        next.extend(sent(fresh.flush()));
+        fresh.handle(0, Message::Barrier(2), 3).unwrap();
+        let s = fresh.take_snapshots().pop().unwrap();
+        totals += crate::checkpoint::from_bytes::<u64>(s.operator.as_ref().unwrap()).unwrap();
+    }
+    // Each key continues from its count in the snapshot, on whichever instance owns it.
+    next.sort();
+    assert_eq!(next, ["a=4", "b=2", "c=2"]);
+    // The own state (total 5) went to instance 0 only; 3 more records since.
+    assert_eq!(totals, 8);
+    // Timers came back in the partitions of their keys.
+    let mut fresh = counter(1);
+    fresh
+        .restore(Restore::for_instance(&snaps, |_| true, 0, 1))
+        .unwrap();
+    fresh.handle(0, Message::Barrier(2), 0).unwrap();
+    let s = fresh.take_snapshots().pop().unwrap();
+    let mut timers: Vec<Timer> = s
+        .partitions
+        .values()
+        .flat_map(|p| p.timers.iter())
+        .map(|(time, key)| Timer {
+            time: *time,
+            key: key.clone(),
+        })
+        .collect();
+    timers.sort();
+    let keys: Vec<&str> = timers.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["a", "b", "c"]);
+    assert!(timers.iter().all(|t| t.time == 1_000));
+}
+
+#[test]
+fn a_source_sends_its_barrier_after_what_it_emitted_and_keeps_its_position() {
+    use crate::source::{Source, SourceOutput, SourcePoll};
+    /// Emits 0, 1, 2, ... from its position.
+    struct Seq(u64);
+    impl Source for Seq {
+        type Out = Value;
+        type Config = serde_json::Map<String, Value>;
+        fn create(_: Self::Config, _: &InitContext) -> OpResult<Self> {
+            Ok(Seq(0))
+        }
+        fn poll(&mut self, out: &mut SourceOutput<'_, Value>) -> OpResult<SourcePoll> {
+            while out.remaining() > 0 {
+                out.emit(Value::from(self.0));
+                self.0 += 1;
+            }
+            Ok(SourcePoll::More)
+        }
+        fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
+            crate::checkpoint::to_bytes(&self.0).map(Some)
+        }
+        fn restore(&mut self, positions: Vec<Vec<u8>>) -> OpResult {
+            for p in positions {
+                self.0 = crate::checkpoint::from_bytes(&p)?;
+            }
+            Ok(())
+        }
+    }
+    let mut r = Registry::new();
+    r.source::<Seq>("seq");
+    let cfg = || InstanceConfig {
+        vertex: "seq".into(),
+        instance: 0,
+        inputs: 0,
+        outputs: vec![OutEdge {
+            kind: EdgeKind::Forward,
+            targets: 1,
+            self_index: 0,
+        }],
+        routing: None,
+        batch_size: 1000,
+        linger_ms: 10,
+        idle_timeout_ms: 1000,
+    };
+    let make = || match r
+        .instantiate("seq", &Value::Null, &InitContext::for_test("seq"), cfg(), 0)
+        .unwrap()
+    {
+        Instance::Source(s) => s,
+        Instance::Operator(_) => unreachable!(),
+    };
+    let values = |out: Vec<Outgoing>| -> Vec<String> {
+        out.into_iter()
+            .flat_map(|o| match o.msg {
+                Message::Batch(b) => b
+                    .downcast::<Value>()
+                    .unwrap()
+                    .into_iter()
+                    .map(|i| i.value.to_string())
+                    .collect(),
+                Message::Barrier(c) => vec![format!("B{c}")],
+                _ => vec![],
+            })
+            .collect()
+    };
+    let mut src = make();
+    let (mut out, _) = src.poll(3, 0).unwrap();
+    out.extend(src.barrier(7).unwrap());
+    assert_eq!(values(out), ["0", "1", "2", "B7"]);
+    let snaps = src.take_snapshots();
+    let mut again = make();
+    again
+        .restore(Restore::for_instance(&snaps, |_| true, 0, 1))
+        .unwrap();
+    let (out, _) = again.poll(2, 1).unwrap();
+    let mut out = out;
+    out.extend(again.barrier(8).unwrap());
+    assert_eq!(values(out), ["3", "4", "B8"], "resumed after the barrier");
+}
