@@ -111,6 +111,54 @@ pub struct JobInfo {
     pub ended_ms: Option<u64>,
     /// Per-vertex counters summed over workers.
     pub vertices: Vec<VertexStatus>,
+    /// Checkpoints of the job (none when its spec has no `checkpoint_interval_ms`).
+    #[serde(default)]
+    pub checkpoints: CheckpointStats,
+}
+
+/// What a job's checkpoints came to, for `ringflow job status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointStats {
+    /// Checkpoints completed.
+    pub completed: u64,
+    /// Checkpoints that failed or timed out.
+    pub failed: u64,
+    /// The last completed one.
+    pub last: Option<CompletedCheckpoint>,
+}
+
+/// A completed checkpoint: every instance's part is durable and recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedCheckpoint {
+    /// Its number.
+    pub id: u64,
+    /// When it completed (ms since the Unix epoch).
+    pub completed_ms: u64,
+    /// Bytes of state in all its parts.
+    pub size_bytes: u64,
+    /// From the barriers' injection to the last part stored (ms).
+    pub duration_ms: u64,
+    /// The longest barrier alignment of any instance (ms).
+    pub alignment_ms: u64,
+    /// Where its parts are: one per instance that was running.
+    pub parts: Vec<CheckpointPart>,
+}
+
+/// One instance's stored snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointPart {
+    /// The vertex.
+    pub vertex: String,
+    /// The instance.
+    pub instance: u32,
+    /// Key prefix of its chunks in the checkpoint store (`PREFIX/0`, `PREFIX/1`, ...).
+    pub key: String,
+    /// Number of chunks.
+    pub chunks: u32,
+    /// Bytes of the snapshot.
+    pub bytes: u64,
+    /// xxh3 of the snapshot's bytes: a corrupt part is never restored.
+    pub checksum: u64,
 }
 
 /// A worker taking part in a job.
@@ -188,6 +236,11 @@ pub enum JobControl {
         /// Why.
         reason: String,
     },
+    /// Start checkpoint `id`: inject its barrier at every local source.
+    Checkpoint {
+        /// The checkpoint.
+        id: u64,
+    },
 }
 
 /// Worker → coordinator on a job's control stream.
@@ -212,6 +265,22 @@ pub enum JobReport {
     },
     /// Something failed here.
     Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Every local instance that still runs stored its part of checkpoint `id`.
+    Checkpointed {
+        /// The checkpoint.
+        id: u64,
+        /// The stored parts.
+        parts: Vec<CheckpointPart>,
+        /// The longest alignment of a local instance (ms).
+        alignment_ms: u64,
+    },
+    /// This worker could not store its part of checkpoint `id` (the job goes on).
+    CheckpointFailed {
+        /// The checkpoint.
+        id: u64,
         /// Why.
         reason: String,
     },

@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use ringflow_cluster::clock::now_ms;
 use ringflow_proto::VertexStatus;
+use ringflow_stream::checkpoint::{CheckpointId, InstanceSnapshot};
 use ringflow_stream::instance::{InstanceMetrics, OperatorInstance, Outgoing, SourceInstance};
 use ringflow_stream::SourcePoll;
 use tokio::sync::mpsc;
@@ -23,10 +24,19 @@ use crate::edge::Outlets;
 /// What instances tell their job.
 #[derive(Debug)]
 pub(crate) enum InstanceEvent {
-    /// The instance ended and passed the end on.
-    Finished,
+    /// The instance of vertex `.0` ended and passed the end on.
+    Finished(usize),
     /// The instance failed.
     Failed(String),
+    /// The instance of a vertex took its snapshot of a checkpoint.
+    Snapshot {
+        /// The vertex.
+        vertex: usize,
+        /// The snapshot.
+        snapshot: InstanceSnapshot,
+        /// How long its barriers took to align (ms).
+        alignment_ms: u64,
+    },
 }
 
 /// Shared counters of one instance, read by the job's progress reports.
@@ -48,7 +58,11 @@ fn publish(status: &SharedStatus, m: &InstanceMetrics, gauge: Option<&QueueGauge
 
 /// An operator instance as an actor.
 pub(crate) struct OperatorActor {
+    pub vertex: usize,
     pub inst: OperatorInstance,
+    /// Deliveries from inputs blocked by a checkpoint barrier, with their credit still
+    /// taken (so those senders wait), until the barrier is aligned.
+    pub stash: std::collections::VecDeque<Delivery>,
     pub input: Option<InputQueue>,
     pub gauge: QueueGauge,
     pub outlets: Arc<Outlets>,
@@ -64,10 +78,27 @@ impl OperatorActor {
         out: Result<Vec<Outgoing>, ringflow_stream::StreamError>,
         ctx: &mut Context<Self>,
     ) {
-        let out = match out {
+        let mut out = match out {
             Ok(o) => o,
             Err(e) => return self.fail(e.to_string(), ctx),
         };
+        self.report_snapshots();
+        // A barrier just aligned: what its inputs sent meanwhile runs now, in order
+        // (messages of an input blocked again by the next barrier stay stashed).
+        if !self.stash.is_empty() {
+            let stash = std::mem::take(&mut self.stash);
+            for d in stash {
+                if self.inst.is_blocked(d.chan) {
+                    self.stash.push_back(d);
+                    continue;
+                }
+                match self.deliver(d) {
+                    Ok(more) => out.extend(more),
+                    Err(e) => return self.fail(e, ctx),
+                }
+                self.report_snapshots();
+            }
+        }
         if out.is_empty() {
             return self.after_send(ctx);
         }
@@ -91,9 +122,33 @@ impl OperatorActor {
         let done = self.inst.is_finished();
         publish(&self.status, &self.inst.metrics(), Some(&self.gauge), done);
         if done {
-            let _ = self.events.send(InstanceEvent::Finished);
+            let _ = self.events.send(InstanceEvent::Finished(self.vertex));
             ctx.stop();
         }
+    }
+
+    /// Sends the snapshots the instance took to the job.
+    fn report_snapshots(&mut self) {
+        let alignment_ms = self.inst.last_alignment_ms();
+        for snapshot in self.inst.take_snapshots() {
+            let _ = self.events.send(InstanceEvent::Snapshot {
+                vertex: self.vertex,
+                snapshot,
+                alignment_ms,
+            });
+        }
+    }
+
+    /// Hands one delivery to the instance; its credit returns once it is handled.
+    fn deliver(&mut self, d: Delivery) -> Result<Vec<Outgoing>, String> {
+        let Delivery { chan, msg, permit } = d;
+        let msg = msg.into_message()?;
+        let out = self
+            .inst
+            .handle(chan, msg, now_ms())
+            .map_err(|e| e.to_string());
+        drop(permit);
+        out
     }
 
     fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
@@ -134,14 +189,14 @@ impl Handler<DrainStep> for OperatorActor {
 
 impl StreamHandler<Delivery> for OperatorActor {
     fn handle(&mut self, d: Delivery, ctx: &mut Context<Self>) {
-        let Delivery { chan, msg, permit } = d;
-        let msg = match msg.into_message() {
-            Ok(m) => m,
-            Err(reason) => return self.fail(reason, ctx),
-        };
-        let out = self.inst.handle(chan, msg, now_ms());
-        drop(permit);
-        self.forward(out, ctx);
+        if self.inst.is_blocked(d.chan) {
+            self.stash.push_back(d);
+            return;
+        }
+        match self.deliver(d) {
+            Ok(out) => self.forward(Ok(out), ctx),
+            Err(reason) => self.fail(reason, ctx),
+        }
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
@@ -161,6 +216,7 @@ impl StreamHandler<Delivery> for OperatorActor {
 
 /// A source instance as an actor.
 pub(crate) struct SourceActor {
+    pub vertex: usize,
     pub inst: SourceInstance,
     pub outlets: Arc<Outlets>,
     pub status: SharedStatus,
@@ -173,6 +229,14 @@ pub(crate) struct SourceActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Poll;
+
+impl SourceActor {
+    fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
+        let _ = self.events.send(InstanceEvent::Failed(reason));
+        self.failed = true;
+        ctx.stop();
+    }
+}
 
 impl Actor for SourceActor {
     type Context = Context<Self>;
@@ -188,22 +252,14 @@ impl Handler<Poll> for SourceActor {
     fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
         let (out, poll) = match self.inst.poll(self.budget, now_ms()) {
             Ok(r) => r,
-            Err(e) => {
-                let _ = self.events.send(InstanceEvent::Failed(e.to_string()));
-                self.failed = true;
-                ctx.stop();
-                return;
-            }
+            Err(e) => return self.fail(e.to_string(), ctx),
         };
         let fut = self.outlets.clone().send_all(out);
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
             let m = act.inst.metrics();
             publish(&act.status, &m, None, act.inst.is_finished());
             if let Err(e) = res {
-                let _ = act.events.send(InstanceEvent::Failed(e));
-                act.failed = true;
-                ctx.stop();
-                return;
+                return act.fail(e, ctx);
             }
             match poll {
                 SourcePoll::More => {
@@ -213,9 +269,39 @@ impl Handler<Poll> for SourceActor {
                     ctx.notify_later(Poll, Duration::from_millis(ms).min(act.max_wait));
                 }
                 SourcePoll::Done => {
-                    let _ = act.events.send(InstanceEvent::Finished);
+                    let _ = act.events.send(InstanceEvent::Finished(act.vertex));
                     ctx.stop();
                 }
+            }
+        }));
+    }
+}
+
+/// Starts a checkpoint at a source: its position, then the barrier downstream.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct InjectBarrier(pub CheckpointId);
+
+impl Handler<InjectBarrier> for SourceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectBarrier, ctx: &mut Context<Self>) {
+        let out = match self.inst.barrier(msg.0) {
+            Ok(out) => out,
+            Err(e) => return self.fail(e.to_string(), ctx),
+        };
+        for snapshot in self.inst.take_snapshots() {
+            let _ = self.events.send(InstanceEvent::Snapshot {
+                vertex: self.vertex,
+                snapshot,
+                alignment_ms: 0,
+            });
+        }
+        // Sent before the next poll's records (ctx.wait holds the actor's other messages).
+        let fut = self.outlets.clone().send_all(out);
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
+            if let Err(e) = res {
+                act.fail(e, ctx);
             }
         }));
     }

@@ -148,7 +148,7 @@ async fn write(
         }
         if end {
             let _ = send.finish();
-            let _ = events.send(JobEvent::Done);
+            let _ = events.send(JobEvent::Done(None));
             return;
         }
     }

@@ -32,10 +32,19 @@ struct Pending {
 /// Events of a job on this worker, for its control stream.
 #[derive(Debug)]
 pub(crate) enum JobEvent {
-    /// An instance or edge writer finished.
-    Done,
+    /// An instance or edge writer finished (for an instance, of this vertex).
+    Done(Option<usize>),
     /// Something failed; the job fails.
     Failed(String),
+    /// An instance of a vertex took its snapshot of a checkpoint.
+    Snapshot {
+        /// The vertex.
+        vertex: usize,
+        /// The snapshot.
+        snapshot: ringflow_stream::checkpoint::InstanceSnapshot,
+        /// Its alignment time (ms).
+        alignment_ms: u64,
+    },
 }
 
 /// A job's part on this worker.
@@ -55,6 +64,10 @@ pub(crate) struct LocalJob {
     events_tx: mpsc::UnboundedSender<JobEvent>,
     /// How many `Done` events mean the job finished here.
     pub expected_done: RefCell<usize>,
+    /// The local source actors (checkpoints start there).
+    sources: RefCell<Vec<Addr<SourceActor>>>,
+    /// The vertices with an instance here.
+    pub local_vertices: Vec<usize>,
 }
 
 impl LocalJob {
@@ -128,7 +141,10 @@ impl LocalJob {
                 input,
             });
         }
+        let local_vertices = pending.iter().map(|p: &Pending| p.vertex).collect();
         let job = LocalJob {
+            local_vertices,
+            sources: RefCell::new(Vec::new()),
             id: prep.job.clone(),
             plan,
             index,
@@ -277,8 +293,11 @@ impl LocalJob {
             match p.instance {
                 Instance::Operator(inst) => {
                     let (queue, gauge) = p.input.ok_or("operator without input")?;
+                    let vertex = p.vertex;
                     OperatorActor::start_in_arbiter(&arbiter.handle(), move |_| OperatorActor {
+                        vertex,
                         inst,
+                        stash: Default::default(),
                         input: Some(queue),
                         gauge,
                         outlets,
@@ -292,15 +311,19 @@ impl LocalJob {
                     let budget = s.batch_size;
                     let max_wait =
                         Duration::from_millis(s.linger_ms.min(s.idle_timeout_ms / 2).max(1));
-                    SourceActor::start_in_arbiter(&arbiter.handle(), move |_| SourceActor {
-                        inst,
-                        outlets,
-                        status,
-                        events,
-                        budget,
-                        max_wait,
-                        failed: false,
-                    });
+                    let vertex = p.vertex;
+                    let addr =
+                        SourceActor::start_in_arbiter(&arbiter.handle(), move |_| SourceActor {
+                            vertex,
+                            inst,
+                            outlets,
+                            status,
+                            events,
+                            budget,
+                            max_wait,
+                            failed: false,
+                        });
+                    self.sources.borrow_mut().push(addr);
                 }
             }
             self.arbiters.borrow_mut().push(arbiter);
@@ -311,8 +334,17 @@ impl LocalJob {
         let relay = actix_rt::spawn(async move {
             while let Some(ev) = inst_rx.recv().await {
                 let ev = match ev {
-                    InstanceEvent::Finished => JobEvent::Done,
+                    InstanceEvent::Finished(v) => JobEvent::Done(Some(v)),
                     InstanceEvent::Failed(r) => JobEvent::Failed(r),
+                    InstanceEvent::Snapshot {
+                        vertex,
+                        snapshot,
+                        alignment_ms,
+                    } => JobEvent::Snapshot {
+                        vertex,
+                        snapshot,
+                        alignment_ms,
+                    },
                 };
                 if events.send(ev).is_err() {
                     break;
@@ -321,6 +353,13 @@ impl LocalJob {
         });
         self.tasks.borrow_mut().push(relay);
         Ok(())
+    }
+
+    /// Starts checkpoint `id` at every local source (a finished one adds nothing).
+    pub fn inject_barrier(&self, id: ringflow_stream::checkpoint::CheckpointId) {
+        for s in self.sources.borrow().iter() {
+            s.do_send(crate::actors::InjectBarrier(id));
+        }
     }
 
     /// Per-vertex counters of this worker.

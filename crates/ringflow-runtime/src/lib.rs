@@ -9,6 +9,7 @@
 //! `ringflow-stream`'s and the built-ins are `ringflow-ops`'.
 
 mod actors;
+mod checkpoints;
 mod credit;
 mod edge;
 mod job;

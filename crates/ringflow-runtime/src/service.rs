@@ -19,9 +19,11 @@ use ringflow_stream::wire::DataFrame;
 use ringflow_stream::Registry;
 use tokio::sync::mpsc;
 
+use crate::checkpoints::LocalCheckpoints;
 use crate::edge;
 use crate::job::{JobEvent, LocalJob};
 use ringflow_cluster::{ClusterError, LocalFuture, ServiceContext, ServiceFactory, WorkerService};
+use ringflow_stream::checkpoint::CheckpointStorage;
 
 /// How long a finished job's client outboxes wait to be read.
 const OUTBOX_GRACE: Duration = Duration::from_secs(300);
@@ -173,7 +175,8 @@ impl StreamService {
         let mut control = spawn_control_reader(recv);
         match control.recv().await.flatten() {
             Some(JobControl::Start) => {}
-            Some(JobControl::Cancel { .. }) | None => return Ok(()),
+            // No checkpoint is started before the job is.
+            Some(JobControl::Cancel { .. } | JobControl::Checkpoint { .. }) | None => return Ok(()),
         }
         if let Err(reason) = job
             .start(
@@ -189,6 +192,14 @@ impl StreamService {
         tracing::info!(job = %job.id, index = job.index, "job started");
         let mut done = 0;
         let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        let mut checkpoints = LocalCheckpoints::new(job.local_vertices.clone());
+        let (stored_tx, mut stored) = mpsc::unbounded_channel::<JobReport>();
+        let store = self.registry.extensions().get::<CheckpointStorage>();
+        let save = |ready: Vec<(u64, crate::checkpoints::Collected)>| {
+            for (id, collected) in ready {
+                self.store_checkpoint(&job.id, id, collected, store.clone(), stored_tx.clone());
+            }
+        };
         loop {
             tokio::select! {
                 msg = control.recv() => match msg.flatten() {
@@ -196,14 +207,29 @@ impl StreamService {
                         tracing::info!(job = %job.id, %reason, "job cancelled");
                         return Ok(());
                     }
+                    Some(JobControl::Checkpoint { id }) => {
+                        job.inject_barrier(id);
+                        save(checkpoints.started(id));
+                    }
                     Some(JobControl::Start) => {}
                     None => {
                         tracing::warn!(job = %job.id, "job control stream closed: stopping the job");
                         return Ok(());
                     }
                 },
+                report = stored.recv() => {
+                    if let Some(report) = report {
+                        send.send(&report).await?;
+                    }
+                }
                 ev = events.recv() => match ev {
-                    Some(JobEvent::Done) => {
+                    Some(JobEvent::Snapshot { vertex, snapshot, alignment_ms }) => {
+                        save(checkpoints.snapshot(vertex, snapshot, alignment_ms));
+                    }
+                    Some(JobEvent::Done(vertex)) => {
+                        if let Some(v) = vertex {
+                            save(checkpoints.finished(v));
+                        }
                         done += 1;
                         if done >= *job.expected_done.borrow() {
                             send.send(&JobReport::Finished { vertices: job.status() }).await?;
@@ -228,6 +254,55 @@ impl StreamService {
                 }
             }
         }
+    }
+
+    /// Stores the local part of checkpoint `id` (on a blocking thread: the store waits
+    /// for quorum writes) and queues the report for the coordinator.
+    fn store_checkpoint(
+        &self,
+        job: &str,
+        id: u64,
+        collected: crate::checkpoints::Collected,
+        store: Option<Arc<CheckpointStorage>>,
+        reports: mpsc::UnboundedSender<JobReport>,
+    ) {
+        let job = job.to_owned();
+        actix_rt::spawn(async move {
+            let result = async {
+                let store = store.ok_or("this worker has no checkpoint store")?;
+                let mut writes = Vec::new();
+                let mut parts = Vec::new();
+                for snapshot in collected.snapshots.values() {
+                    let (w, part) = crate::checkpoints::chunks(
+                        &job,
+                        snapshot,
+                        crate::checkpoints::CHUNK_BYTES,
+                    )?;
+                    writes.extend(w);
+                    parts.push(part);
+                }
+                if !writes.is_empty() {
+                    let s = store.0.clone();
+                    tokio::task::spawn_blocking(move || s.put(writes))
+                        .await
+                        .map_err(|e| format!("the checkpoint writer stopped: {e}"))??;
+                }
+                Ok::<_, String>(parts)
+            }
+            .await;
+            let report = match result {
+                Ok(parts) => JobReport::Checkpointed {
+                    id,
+                    parts,
+                    alignment_ms: collected.alignment_ms,
+                },
+                Err(reason) => {
+                    tracing::warn!(job = %job, checkpoint = id, %reason, "checkpoint not stored");
+                    JobReport::CheckpointFailed { id, reason }
+                }
+            };
+            let _ = reports.send(report);
+        });
     }
 
     /// Relays a client's frames into a `source.client` instance (waiting while its inbox

@@ -119,6 +119,18 @@ impl Restore {
     }
 }
 
+/// Durable storage of checkpoint parts: the cluster's DHT by default. The hosting
+/// program provides one with `Registry::provide(CheckpointStorage(..))`.
+pub trait CheckpointStore: Send + Sync + 'static {
+    /// Stores the pairs durably; `Ok` means every pair is durable (a quorum write in the
+    /// DHT). Blocking: the runtime calls it on a thread of its own.
+    fn put(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String>;
+}
+
+/// The checkpoint store a worker writes to, as a registry extension.
+#[derive(Clone)]
+pub struct CheckpointStorage(pub std::sync::Arc<dyn CheckpointStore>);
+
 /// MessagePack of `value`: for [`crate::Operator::snapshot`] and sources' positions.
 pub fn to_bytes<T: Serialize>(value: &T) -> OpResult<Vec<u8>> {
     rmp_serde::to_vec_named(value).map_err(|e| OpError(format!("snapshot: {e}")))

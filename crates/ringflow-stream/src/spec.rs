@@ -152,6 +152,8 @@ pub struct JobSettings {
     /// the watermark downstream until it emits again (ms). Operators never count a quiet
     /// input idle: its sender may only be blocked on credit.
     pub idle_timeout_ms: u64,
+    /// Take a checkpoint this often (ms); 0: never.
+    pub checkpoint_interval_ms: u64,
 }
 
 impl Default for JobSettings {
@@ -161,6 +163,7 @@ impl Default for JobSettings {
             linger_ms: 20,
             edge_credits: 4096,
             idle_timeout_ms: 5_000,
+            checkpoint_interval_ms: 0,
         }
     }
 }

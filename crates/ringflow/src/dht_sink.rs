@@ -79,6 +79,16 @@ impl DhtBackend {
         DhtBackend { tx: Mutex::new(tx) }
     }
 
+    /// Another handle on the same writer thread.
+    pub fn handle(&self) -> Result<DhtBackend, String> {
+        let tx = self
+            .tx
+            .lock()
+            .map_err(|_| "dht sink poisoned".to_string())?
+            .clone();
+        Ok(DhtBackend { tx: Mutex::new(tx) })
+    }
+
     fn write(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {
         let (reply, answer) = mpsc::channel();
         self.tx
@@ -89,6 +99,13 @@ impl DhtBackend {
         answer
             .recv()
             .map_err(|_| "the DHT writer thread stopped".to_string())?
+    }
+}
+
+/// Checkpoint parts go to the DHT, written with its quorum.
+impl ringflow_stream::checkpoint::CheckpointStore for DhtBackend {
+    fn put(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+        self.write(items)
     }
 }
 

@@ -36,10 +36,14 @@ pub fn worker_services(
     mut registry: Registry,
 ) -> Result<Vec<ServiceFactory>, Error> {
     let identity = TlsIdentity::from_dir(&cfg.tls.certs_dir, &cfg.tls.name)?;
-    registry.provide(DhtBackend::start(
-        cfg.coordinator.clone(),
-        identity,
-        cfg.cluster.clone(),
+    let backend = DhtBackend::start(cfg.coordinator.clone(), identity, cfg.cluster.clone());
+    let checkpoints = backend
+        .handle()
+        .map_err(|e| Error::Cluster(ClusterError::Service(e)))?;
+    registry.provide(backend);
+    // Checkpoints of stream jobs are stored in the DHT.
+    registry.provide(ringflow_stream::checkpoint::CheckpointStorage(
+        std::sync::Arc::new(checkpoints),
     ));
     registry.operator::<DhtSink>("sink.dht");
     Ok(vec![

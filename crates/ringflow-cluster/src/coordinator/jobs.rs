@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use ringflow_net::{Endpoint, FramedRecv, FramedSend};
 use ringflow_proto::{
-    ClusterView, JobControl, JobInfo, JobPrepare, JobReport, JobState, JobWorker, PeerRole,
-    StreamOpen, VertexStatus,
+    CheckpointPart, ClusterView, CompletedCheckpoint, JobControl, JobInfo, JobPrepare, JobReport,
+    JobState, JobWorker, PeerRole, StreamOpen, VertexStatus,
 };
 use ringflow_ring::{PartitionId, WorkerId};
 use ringflow_stream::JobSpec;
@@ -31,8 +31,20 @@ const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most jobs kept (oldest terminal jobs are forgotten first).
 const MAX_JOBS: usize = 1000;
 
+/// A checkpoint the coordinator started and waits for.
+struct InFlight {
+    id: u64,
+    started_ms: u64,
+    /// Per worker: its stored parts and longest alignment, once it reported.
+    acks: Vec<Option<(Vec<CheckpointPart>, u64)>>,
+}
+
 struct JobRecord {
     info: JobInfo,
+    /// The checkpoint in progress, if any (one at a time).
+    in_flight: Option<InFlight>,
+    /// The number of the next checkpoint.
+    next_checkpoint: u64,
     /// Counters last reported by each worker.
     per_worker: Vec<Vec<VertexStatus>>,
     finished: Vec<bool>,
@@ -59,6 +71,71 @@ impl JobRecord {
             }
         }
         self.info.vertices = merged;
+    }
+
+    /// Starts the next checkpoint at every worker's sources, unless one is in progress;
+    /// one that is older than `timeout_ms` counts as failed first.
+    fn trigger_checkpoint(&mut self, now: u64, timeout_ms: u64) {
+        if let Some(f) = &self.in_flight {
+            if now.saturating_sub(f.started_ms) < timeout_ms {
+                return;
+            }
+            tracing::warn!(job = %self.info.id, checkpoint = f.id, "checkpoint timed out");
+            self.info.checkpoints.failed += 1;
+            self.in_flight = None;
+        }
+        let id = self.next_checkpoint;
+        self.next_checkpoint += 1;
+        let acks = self
+            .finished
+            .iter()
+            .map(|f| f.then(|| (Vec::new(), 0)))
+            .collect();
+        self.in_flight = Some(InFlight {
+            id,
+            started_ms: now,
+            acks,
+        });
+        for c in &self.controls {
+            let _ = c.send(JobControl::Checkpoint { id });
+        }
+    }
+
+    /// Worker `i` stored its part of checkpoint `id` (or has nothing left to store).
+    fn checkpoint_ack(&mut self, i: usize, id: u64, parts: Vec<CheckpointPart>, alignment: u64) {
+        let Some(f) = self.in_flight.as_mut().filter(|f| f.id == id) else {
+            return;
+        };
+        if let Some(slot) = f.acks.get_mut(i) {
+            *slot = Some((parts, alignment));
+        }
+        if f.acks.iter().all(Option::is_some) {
+            let now = now_ms();
+            let f = self.in_flight.take().unwrap_or_else(|| unreachable!());
+            let mut done = CompletedCheckpoint {
+                id,
+                completed_ms: now,
+                duration_ms: now.saturating_sub(f.started_ms),
+                ..CompletedCheckpoint::default()
+            };
+            for (parts, alignment) in f.acks.into_iter().flatten() {
+                done.alignment_ms = done.alignment_ms.max(alignment);
+                done.size_bytes += parts.iter().map(|p| p.bytes).sum::<u64>();
+                done.parts.extend(parts);
+            }
+            tracing::debug!(job = %self.info.id, checkpoint = id, bytes = done.size_bytes, "checkpoint completed");
+            self.info.checkpoints.completed += 1;
+            self.info.checkpoints.last = Some(done);
+        }
+    }
+
+    /// Worker `i` could not store its part of checkpoint `id`.
+    fn checkpoint_failed(&mut self, i: usize, id: u64, reason: &str) {
+        if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
+            tracing::warn!(job = %self.info.id, checkpoint = id, worker = i, %reason, "checkpoint failed");
+            self.in_flight = None;
+            self.info.checkpoints.failed += 1;
+        }
     }
 
     fn end(&mut self, state: JobState, reason: Option<String>) {
@@ -230,7 +307,10 @@ impl JobManager {
                 submitted_ms: now_ms(),
                 ended_ms: None,
                 vertices: Vec::new(),
+                checkpoints: Default::default(),
             },
+            in_flight: None,
+            next_checkpoint: 1,
             per_worker: vec![Vec::new(); workers.len()],
             finished: vec![false; workers.len()],
             controls: Vec::new(),
@@ -256,6 +336,10 @@ impl JobManager {
             rec.borrow_mut().controls.push(tx);
             actix_rt::spawn(write_controls(send, rx));
             actix_rt::spawn(follow(rec.clone(), i, recv));
+        }
+        let interval = spec.settings.checkpoint_interval_ms;
+        if interval > 0 {
+            actix_rt::spawn(checkpoint_timer(rec.clone(), interval));
         }
         tracing::info!(job = %id, name = %spec.name, workers = workers.len(), "job started");
         let info = rec.borrow().info.clone();
@@ -301,6 +385,22 @@ impl JobManager {
     }
 }
 
+/// Starts a checkpoint of a running job every `interval_ms` (one at a time; one not
+/// complete after ten intervals, and at least a minute, counts as failed).
+async fn checkpoint_timer(rec: Rc<RefCell<JobRecord>>, interval_ms: u64) {
+    let timeout = (interval_ms * 10).max(60_000);
+    let mut every = tokio::time::interval(Duration::from_millis(interval_ms));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let mut r = rec.borrow_mut();
+        if r.info.state.is_terminal() {
+            return;
+        }
+        r.trigger_checkpoint(now_ms(), timeout);
+    }
+}
+
 async fn write_controls(mut send: FramedSend, mut rx: mpsc::UnboundedReceiver<JobControl>) {
     while let Some(c) = rx.recv().await {
         let last = matches!(c, JobControl::Cancel { .. });
@@ -327,10 +427,23 @@ async fn follow(rec: Rc<RefCell<JobRecord>>, i: usize, mut recv: FramedRecv) {
                 r.per_worker[i] = vertices;
                 r.refresh();
             }
+            Ok(Some(JobReport::Checkpointed {
+                id,
+                parts,
+                alignment_ms,
+            })) => {
+                r.checkpoint_ack(i, id, parts, alignment_ms);
+            }
+            Ok(Some(JobReport::CheckpointFailed { id, reason })) => {
+                r.checkpoint_failed(i, id, &reason);
+            }
             Ok(Some(JobReport::Finished { vertices })) => {
                 r.per_worker[i] = vertices;
                 r.finished[i] = true;
                 r.refresh();
+                if let Some(id) = r.in_flight.as_ref().map(|f| f.id) {
+                    r.checkpoint_ack(i, id, Vec::new(), 0);
+                }
                 if r.finished.iter().all(|f| *f) && !r.info.state.is_terminal() {
                     tracing::info!(job = %r.info.id, "job finished");
                     r.end(JobState::Finished, None);

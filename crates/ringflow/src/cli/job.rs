@@ -178,6 +178,15 @@ fn print_info(info: &JobInfo, json: bool) -> anyhow::Result<()> {
     }
     let workers: Vec<&str> = info.workers.iter().map(|w| w.as_str()).collect();
     println!("workers: {}", workers.join(", "));
+    let c = &info.checkpoints;
+    match &c.last {
+        Some(l) => println!(
+            "checkpoints: {} completed, {} failed; last #{} at {} ms, {} bytes, took {} ms (alignment {} ms)",
+            c.completed, c.failed, l.id, l.completed_ms, l.size_bytes, l.duration_ms, l.alignment_ms
+        ),
+        None if c.failed > 0 => println!("checkpoints: none completed, {} failed", c.failed),
+        None => {}
+    }
     println!(
         "{:<20} {:>9} {:>12} {:>12} {:>16}  COUNTERS",
         "VERTEX", "FINISHED", "IN", "OUT", "QUEUED/CAPACITY"
