@@ -1,10 +1,10 @@
 //! `source.files`: the lines of a file or of the files of a directory, optionally
 //! watching the directory for new files.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Seek};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -88,6 +88,21 @@ pub struct FilesSource {
     last_list: u64,
     last_activity: u64,
     lossy: u64,
+    /// Files this instance read to their end (by name), for checkpoints.
+    done: BTreeSet<String>,
+    /// From a restored checkpoint: files already read, and where reading files stopped.
+    restored: Option<FilesPosition>,
+}
+
+/// Where a `source.files` instance is: the files it finished and the offset of the next
+/// line of the one it reads.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct FilesPosition {
+    instance: usize,
+    split: bool,
+    done: BTreeSet<String>,
+    /// (file name, byte offset of the next line, lines read before it).
+    reading: BTreeMap<String, (u64, u64)>,
 }
 
 struct OpenFile {
@@ -140,7 +155,52 @@ impl Source for FilesSource {
             last_list: 0,
             last_activity: 0,
             lossy: 0,
+            done: BTreeSet::new(),
+            restored: None,
         })
+    }
+
+    fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
+        let mut pos = FilesPosition {
+            instance: self.instance,
+            split: self.cfg.split,
+            done: self.done.clone(),
+            reading: BTreeMap::new(),
+        };
+        if let Some(f) = self.current.as_mut() {
+            let at = f.reader.get_mut().stream_position().map_err(|e| {
+                OpError(format!("source.files: position in '{}': {e}", f.path.display()))
+            })?;
+            let offset = at - f.reader.buffer().len() as u64 - f.partial.len() as u64;
+            pos.reading.insert(name_of(&f.path), (offset, f.line));
+        }
+        // Files restored but not reached yet keep their offsets.
+        if let Some(r) = &self.restored {
+            for (name, at) in &r.reading {
+                if !pos.done.contains(name) {
+                    pos.reading.entry(name.clone()).or_insert(*at);
+                }
+            }
+        }
+        ringflow_stream::checkpoint::to_bytes(&pos).map(Some)
+    }
+
+    /// Resumes from earlier positions: with `split`, every earlier instance's (each file
+    /// was read by one of them, and files are dealt out again over the instances now);
+    /// without it, the one of the earlier instance with this index.
+    fn restore(&mut self, positions: Vec<Vec<u8>>) -> OpResult {
+        let mut merged = FilesPosition::default();
+        for p in positions {
+            let p: FilesPosition = ringflow_stream::checkpoint::from_bytes(&p)?;
+            if !p.split && p.instance != self.instance {
+                continue;
+            }
+            merged.done.extend(p.done);
+            merged.reading.extend(p.reading);
+        }
+        self.done = merged.done.clone();
+        self.restored = Some(merged);
+        Ok(())
     }
 
     fn poll(&mut self, out: &mut SourceOutput<'_, Value>) -> OpResult<SourcePoll> {
@@ -176,12 +236,26 @@ impl FilesSource {
                     break;
                 };
                 match File::open(&path) {
-                    Ok(f) => {
+                    Ok(mut f) => {
+                        // Restored from a checkpoint in the middle of this file.
+                        let at = self
+                            .restored
+                            .as_ref()
+                            .and_then(|r| r.reading.get(&name_of(&path)).copied());
+                        let (offset, line) = at.unwrap_or((0, 0));
+                        if offset > 0 {
+                            f.seek(io::SeekFrom::Start(offset)).map_err(|e| {
+                                OpError(format!(
+                                    "source.files: resuming '{}' at byte {offset}: {e}",
+                                    path.display()
+                                ))
+                            })?;
+                        }
                         self.current = Some(OpenFile {
                             path,
                             reader: BufReader::with_capacity(64 * 1024, f),
                             partial: Vec::new(),
-                            line: 0,
+                            line,
                         })
                     }
                     Err(e) if self.cfg.tail && e.kind() == io::ErrorKind::NotFound => {
@@ -216,6 +290,7 @@ impl FilesSource {
                     if !f.partial.is_empty() {
                         emit_line(f, &mut self.lossy, out);
                     }
+                    self.done.insert(name_of(&f.path));
                     self.current = None;
                     out.count("files_read", 1);
                     return Ok(SourcePoll::Done);
@@ -225,6 +300,7 @@ impl FilesSource {
                         emit_line(f, &mut self.lossy, out);
                         self.last_activity = now;
                     }
+                    self.done.insert(name_of(&f.path));
                     self.current = None;
                     out.count("files_read", 1);
                 }
@@ -273,6 +349,13 @@ fn emit_line(f: &mut OpenFile, lossy_lines: &mut u64, out: &mut SourceOutput<'_,
     out.emit(Value::String(line));
 }
 
+/// A file's name, as positions record it.
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// FNV-1a, 64 bits: a hash every instance computes alike.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -316,6 +399,11 @@ impl FilesSource {
         let mut added = 0;
         for (position, (name, path)) in listing.into_iter().enumerate() {
             if self.seen.contains(&name) || !self.mine(position, &name) {
+                continue;
+            }
+            if self.done.contains(name.to_string_lossy().as_ref()) {
+                // Read to its end before the checkpoint this instance was restored from.
+                self.seen.insert(name);
                 continue;
             }
             self.seen.insert(name);
@@ -386,6 +474,40 @@ mod tests {
 
     fn write(dir: &Path, name: &str, content: &[u8]) {
         std::fs::write(dir.join(name), content).unwrap();
+    }
+
+    #[test]
+    fn restored_from_a_checkpoint_it_reads_exactly_the_lines_after_it_also_on_fewer_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut all = Vec::new();
+        for f in 0..4 {
+            let text: String = (0..5).map(|l| format!("f{f}-{l}\n")).collect();
+            write(dir.path(), &format!("f{f}.txt"), text.as_bytes());
+            all.extend((0..5).map(|l| format!("f{f}-{l}")));
+        }
+        // Two instances read 7 lines each (files 0, 2 and 1, 3), then checkpoint.
+        let mut counters = BTreeMap::new();
+        let mut before = Vec::new();
+        let mut positions = Vec::new();
+        for i in 0..2 {
+            let mut src = FilesSource::create(config(dir.path()), &init(i, 2)).unwrap();
+            let p = poll_once(&mut src, 7, 0, &mut counters).unwrap();
+            before.extend(strings(&p.items));
+            positions.push(src.snapshot().unwrap().unwrap());
+        }
+        assert_eq!(before.len(), 14);
+        // One instance now: every earlier position, then the rest of every file.
+        let mut src = FilesSource::create(config(dir.path()), &init(0, 1)).unwrap();
+        src.restore(positions.clone()).unwrap();
+        let (after, _) = drain(&mut src, 3);
+        let mut got: Vec<String> = before.iter().chain(&after).cloned().collect();
+        got.sort();
+        let mut want = all.clone();
+        want.sort();
+        assert_eq!(got, want, "every line once");
+        // A garbage position is an error, not a silent restart.
+        let mut bad = FilesSource::create(config(dir.path()), &init(0, 1)).unwrap();
+        assert!(bad.restore(vec![b"\xc1".to_vec()]).is_err());
     }
 
     #[test]

@@ -155,9 +155,50 @@ impl Source for GenerateSource {
             None => SourcePoll::More,
         })
     }
+
+    fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
+        self.position().map(Some)
+    }
+
+    fn restore(&mut self, positions: Vec<Vec<u8>>) -> OpResult {
+        self.resume(positions)
+    }
+}
+
+/// Where a generator is: restored, it emits exactly what it would have emitted next.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GeneratePosition {
+    instance: usize,
+    next: u64,
+    rng: u64,
+    start: Option<EventTime>,
 }
 
 impl GenerateSource {
+    /// Its position at a checkpoint.
+    pub(crate) fn position(&self) -> OpResult<Vec<u8>> {
+        ringflow_stream::checkpoint::to_bytes(&GeneratePosition {
+            instance: self.instance,
+            next: self.next,
+            rng: self.rng.0,
+            start: self.start,
+        })
+    }
+
+    /// Resumes from the position of the earlier instance with this one's index (every
+    /// earlier position is offered; an instance that did not exist before starts anew).
+    pub(crate) fn resume(&mut self, positions: Vec<Vec<u8>>) -> OpResult {
+        for p in positions {
+            let p: GeneratePosition = ringflow_stream::checkpoint::from_bytes(&p)?;
+            if p.instance == self.instance {
+                self.next = p.next;
+                self.rng = SplitMix64(p.rng);
+                self.start = p.start;
+            }
+        }
+        Ok(())
+    }
+
     fn record(&mut self, ts: EventTime) -> Value {
         match self.cfg.kind {
             GenerateKind::Sequence => json!({"n": self.next, "instance": self.instance, "ts": ts}),
