@@ -733,6 +733,52 @@ pub fn now_nanos() -> u64 {
         .unwrap_or(0)
 }
 
+/// A word count job: lines of the files under `input` (`source.files`, with
+/// `source_extra` added to its config, e.g. `, max_per_sec = 500`), split into words,
+/// keyed, counted (hash edge) and written by `sink.file` to `out`; `settings` are the
+/// lines of its `[settings]` table and `more` extra TOML (vertices) appended.
+pub fn word_count_job(
+    name: &str,
+    settings: &str,
+    input: &Path,
+    source_extra: &str,
+    out: &Path,
+    more: &str,
+) -> String {
+    format!(
+        r#"
+name = "{name}"
+[settings]
+{settings}
+[[vertex]]
+name = "lines"
+operator = "source.files"
+config = {{ path = "{}"{source_extra} }}
+[[vertex]]
+name = "words"
+operator = "flat_map"
+config = {{ function = "split_words" }}
+inputs = ["lines"]
+[[vertex]]
+name = "keyed"
+operator = "key_by"
+config = {{ field = "." }}
+inputs = ["words"]
+[[vertex]]
+name = "counts"
+operator = "count"
+inputs = [{{ from = "keyed", edge = "hash" }}]
+[[vertex]]
+name = "out"
+operator = "sink.file"
+config = {{ path = "{}" }}
+inputs = ["counts"]
+{more}"#,
+        input.display(),
+        out.display()
+    )
+}
+
 /// A job that runs until cancelled: `rate` generated records per second per instance,
 /// keyed (a hash edge, so records cross workers) into a discarding sink.
 pub fn endless_job(name: &str, rate: u32) -> String {

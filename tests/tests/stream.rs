@@ -358,43 +358,18 @@ fn word_count_on_three_workers_equals_a_single_threaded_reference() {
     let c = TestCluster::start(ClusterOpts::for_jobs());
     let (input, counts) = corpus(c.dir(), 9, 2000, 5);
     let out = c.dir().join("out-wordcount");
-    let spec = format!(
-        r#"
-name = "wordcount"
-[settings]
-batch_size = 300
-linger_ms = 5
-[[vertex]]
-name = "lines"
-operator = "source.files"
-config = {{ path = "{}" }}
-[[vertex]]
-name = "words"
-operator = "flat_map"
-config = {{ function = "split_words" }}
-inputs = ["lines"]
-[[vertex]]
-name = "keyed"
-operator = "key_by"
-config = {{ field = "." }}
-inputs = ["words"]
-[[vertex]]
-name = "counts"
-operator = "count"
-inputs = [{{ from = "keyed", edge = "hash" }}]
-[[vertex]]
-name = "out"
-operator = "sink.file"
-config = {{ path = "{}" }}
-inputs = ["counts"]
-[[vertex]]
+    let spec = ringflow_tests::word_count_job(
+        "wordcount",
+        "batch_size = 300\nlinger_ms = 5",
+        &input,
+        "",
+        &out,
+        r#"[[vertex]]
 name = "to-dht"
 operator = "sink.dht"
-config = {{ key_prefix = "wc:", value_field = "count" }}
+config = { key_prefix = "wc:", value_field = "count" }
 inputs = ["counts"]
 "#,
-        input.display(),
-        out.display()
     );
     let id = c.submit_job(&spec).expect("job accepted");
     let j = c.wait_job_end(&id);

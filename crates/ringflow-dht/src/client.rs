@@ -71,7 +71,9 @@ impl DhtClient {
         }
     }
 
-    async fn refresh(&self) -> Result<(), DhtError> {
+    /// Fetches the coordinator's current view now (requests also do when a primary
+    /// redirects or fails): for a caller that knows membership just changed.
+    pub async fn refresh(&self) -> Result<(), DhtError> {
         let v = self
             .coordinator
             .view()

@@ -114,6 +114,12 @@ pub struct JobInfo {
     /// Checkpoints of the job (none when its spec has no `checkpoint_interval_ms`).
     #[serde(default)]
     pub checkpoints: CheckpointStats,
+    /// Times the job was restarted after a failure (from its last checkpoint).
+    #[serde(default)]
+    pub restarts: u32,
+    /// The checkpoint the current run was restored from, if any.
+    #[serde(default)]
+    pub restored_from: Option<u64>,
 }
 
 /// What a job's checkpoints came to, for `ringflow job status`.
@@ -187,6 +193,19 @@ pub struct JobPrepare {
     pub epoch: u64,
     /// For each partition, the index in `workers` of the instance that serves its keys.
     pub owners: Vec<u32>,
+    /// Restore every instance from this checkpoint before it starts (a job restarted
+    /// after a failure).
+    #[serde(default)]
+    pub restore: Option<RestoreFrom>,
+}
+
+/// The checkpoint a redeployed job starts from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreFrom {
+    /// Its number.
+    pub checkpoint: u64,
+    /// Every instance's part of it.
+    pub parts: Vec<CheckpointPart>,
 }
 
 /// First frame of a stream opened to a worker's `stream` service.

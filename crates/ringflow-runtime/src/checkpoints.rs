@@ -128,6 +128,48 @@ pub(crate) fn chunks(
     Ok((writes, part))
 }
 
+/// Snapshots of a checkpoint, by vertex name (every earlier instance's).
+pub(crate) type Restored = BTreeMap<String, Vec<InstanceSnapshot>>;
+
+/// Reads the parts of `vertices` from the store and checks each against its length and
+/// checksum: a missing chunk or a corrupt part is an error naming it, never a wrong state.
+pub(crate) fn fetch(
+    store: &dyn ringflow_stream::checkpoint::CheckpointStore,
+    parts: &[CheckpointPart],
+    vertices: &BTreeSet<String>,
+) -> Result<Restored, String> {
+    let wanted: Vec<&CheckpointPart> = parts
+        .iter()
+        .filter(|p| vertices.contains(&p.vertex))
+        .collect();
+    let keys: Vec<Vec<u8>> = wanted
+        .iter()
+        .flat_map(|p| (0..p.chunks).map(move |i| format!("{}/{i}", p.key).into_bytes()))
+        .collect();
+    let mut values = store.get(keys)?.into_iter();
+    let mut out = Restored::new();
+    for p in wanted {
+        let mut bytes = Vec::with_capacity(p.bytes as usize);
+        for i in 0..p.chunks {
+            match values.next().flatten() {
+                Some(chunk) => bytes.extend(chunk),
+                None => return Err(format!("checkpoint part {}/{i} is missing", p.key)),
+            }
+        }
+        if bytes.len() as u64 != p.bytes || xxhash_rust::xxh3::xxh3_64(&bytes) != p.checksum {
+            return Err(format!(
+                "checkpoint part {} is corrupt ({} bytes, checksum mismatch)",
+                p.key,
+                bytes.len()
+            ));
+        }
+        let snapshot: InstanceSnapshot =
+            rmp_serde::from_slice(&bytes).map_err(|e| format!("checkpoint part {}: {e}", p.key))?;
+        out.entry(p.vertex.clone()).or_default().push(snapshot);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +203,43 @@ mod tests {
         c.finished(0);
         c.finished(1);
         assert_eq!(c.started(6).len(), 1);
+    }
+
+    /// A store in memory.
+    struct Mem(std::sync::Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
+    impl ringflow_stream::checkpoint::CheckpointStore for Mem {
+        fn put(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+            self.0.lock().unwrap().extend(items);
+            Ok(())
+        }
+        fn get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, String> {
+            let m = self.0.lock().unwrap();
+            Ok(keys.iter().map(|k| m.get(k).cloned()).collect())
+        }
+    }
+
+    #[test]
+    fn parts_read_back_and_a_corrupt_or_missing_one_is_refused() {
+        use ringflow_stream::checkpoint::CheckpointStore;
+        let store = Mem(Default::default());
+        let mut s = snap(2, "count");
+        s.operator = Some(serde_bytes::ByteBuf::from(vec![1u8; 3000]));
+        let (writes, part) = chunks("j", &s, 1024).unwrap();
+        store.put(writes).unwrap();
+        let vertices: BTreeSet<String> = ["count".to_string()].into();
+        let got = fetch(&store, std::slice::from_ref(&part), &vertices).unwrap();
+        assert_eq!(got["count"], vec![s]);
+        // Other vertices' parts are not read.
+        assert!(fetch(&store, std::slice::from_ref(&part), &BTreeSet::new())
+            .unwrap()
+            .is_empty());
+        let key = format!("{}/1", part.key).into_bytes();
+        store.put(vec![(key.clone(), vec![9u8; 1024])]).unwrap();
+        let e = fetch(&store, std::slice::from_ref(&part), &vertices).unwrap_err();
+        assert!(e.contains("corrupt"), "{e}");
+        store.0.lock().unwrap().remove(&key);
+        let e = fetch(&store, &[part], &vertices).unwrap_err();
+        assert!(e.contains("missing"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use ringflow_cluster::clock::now_ms;
 use ringflow_net::{Connection, Endpoint};
 use ringflow_proto::{EdgeOpen, JobPrepare, VertexStatus};
 use ringflow_ring::RingConfig;
+use ringflow_stream::checkpoint::Restore;
 use ringflow_stream::instance::{self, Routing};
 use ringflow_stream::registry::Instance;
 use ringflow_stream::{plan, InitContext, JobPlan, JobSpec, PortType, Registry};
@@ -77,6 +78,7 @@ impl LocalJob {
         registry: &Registry,
         worker: &str,
         scratch: std::path::PathBuf,
+        restored: &crate::checkpoints::Restored,
     ) -> Result<(LocalJob, mpsc::UnboundedReceiver<JobEvent>), String> {
         let spec = JobSpec::from_json(&prep.spec_json).map_err(|e| e.to_string())?;
         let ring = RingConfig::new(prep.partitions, 1).map_err(|e| e.to_string())?;
@@ -124,8 +126,25 @@ impl LocalJob {
                 }
                 Some((queue, gauge))
             };
-            let instance = instance::build(&plan, registry, v, index, n, &init, &routing, now)
+            let mut instance = instance::build(&plan, registry, v, index, n, &init, &routing, now)
                 .map_err(|e| e.to_string())?;
+            if let Some(snapshots) = restored.get(&vp.name) {
+                // Partitions go to the instance that serves them now; a source gets every
+                // earlier position and resumes the ones it reads.
+                let me = if vp.single { 0 } else { index };
+                let owners = &prep.owners;
+                let serves = |p: u32| vp.single || owners.get(p as usize) == Some(&(index as u32));
+                let count = plan.instances(v, n);
+                match &mut instance {
+                    Instance::Operator(op) => {
+                        op.restore(Restore::for_instance(snapshots, serves, me, count))
+                    }
+                    Instance::Source(src) => {
+                        src.restore(Restore::for_instance(snapshots, |_| false, 0, 1))
+                    }
+                }
+                .map_err(|e| e.to_string())?;
+            }
             statuses.push((
                 v,
                 Arc::new(Mutex::new(VertexStatus {

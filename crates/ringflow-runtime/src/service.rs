@@ -135,15 +135,29 @@ impl StreamService {
         recv: FramedRecv,
     ) -> Result<(), ClusterError> {
         let scratch = self.ctx.data_dir.join("jobs").join(&prep.job);
-        let (job, mut events) =
-            match LocalJob::prepare(&prep, &self.registry, self.ctx.worker_id.as_str(), scratch) {
-                Ok(j) => j,
-                Err(error) => {
-                    tracing::info!(job = %prep.job, %error, "refused a job");
-                    send.send(&JobReport::Refused { error }).await?;
-                    return Ok(());
-                }
-            };
+        let restored = match self.fetch_restore(&prep).await {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::warn!(job = %prep.job, %error, "cannot restore a job");
+                send.send(&JobReport::Refused { error }).await?;
+                return Ok(());
+            }
+        };
+        let prepared = LocalJob::prepare(
+            &prep,
+            &self.registry,
+            self.ctx.worker_id.as_str(),
+            scratch,
+            &restored,
+        );
+        let (job, mut events) = match prepared {
+            Ok(j) => j,
+            Err(error) => {
+                tracing::info!(job = %prep.job, %error, "refused a job");
+                send.send(&JobReport::Refused { error }).await?;
+                return Ok(());
+            }
+        };
         let job = Rc::new(job);
         let id = job.id.clone();
         self.jobs.borrow_mut().insert(id.clone(), job.clone());
@@ -254,6 +268,39 @@ impl StreamService {
                 }
             }
         }
+    }
+
+    /// The snapshots a redeployed job restores here (those of the vertices that run on
+    /// this worker), read from the checkpoint store on a blocking thread.
+    async fn fetch_restore(
+        &self,
+        prep: &JobPrepare,
+    ) -> Result<crate::checkpoints::Restored, String> {
+        let Some(from) = &prep.restore else {
+            return Ok(Default::default());
+        };
+        let store = self
+            .registry
+            .extensions()
+            .get::<CheckpointStorage>()
+            .ok_or("this worker has no checkpoint store to restore from")?;
+        let spec =
+            ringflow_stream::JobSpec::from_json(&prep.spec_json).map_err(|e| e.to_string())?;
+        // Vertices of parallelism 1 run on the first worker only.
+        let vertices: std::collections::BTreeSet<String> = spec
+            .vertices
+            .iter()
+            .filter(|v| prep.index == 0 || v.parallelism != Some(1))
+            .map(|v| v.name.clone())
+            .collect();
+        let parts = from.parts.clone();
+        let checkpoint = from.checkpoint;
+        tokio::task::spawn_blocking(move || {
+            crate::checkpoints::fetch(store.0.as_ref(), &parts, &vertices)
+        })
+        .await
+        .map_err(|e| format!("reading checkpoint {checkpoint}: {e}"))?
+        .map_err(|e| format!("restoring checkpoint {checkpoint}: {e}"))
     }
 
     /// Stores the local part of checkpoint `id` (on a blocking thread: the store waits

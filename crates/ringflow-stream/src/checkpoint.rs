@@ -125,6 +125,8 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Stores the pairs durably; `Ok` means every pair is durable (a quorum write in the
     /// DHT). Blocking: the runtime calls it on a thread of its own.
     fn put(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String>;
+    /// Reads keys (a quorum read in the DHT): values in the order of `keys`.
+    fn get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, String>;
 }
 
 /// The checkpoint store a worker writes to, as a registry extension.

@@ -80,6 +80,11 @@ impl<T: Data> SourceOutput<'_, T> {
         self.watermark = Some(self.watermark.map_or(time, |w| w.max(time)));
     }
 
+    /// Lets this poll emit at most `n` more records (a source that paces itself).
+    pub fn limit(&mut self, n: usize) {
+        self.budget = self.budget.min(self.emitted.saturating_add(n));
+    }
+
     /// How many more records this poll may emit (the credit the runtime has).
     pub fn remaining(&self) -> usize {
         self.budget.saturating_sub(self.emitted)

@@ -152,8 +152,13 @@ pub struct JobSettings {
     /// the watermark downstream until it emits again (ms). Operators never count a quiet
     /// input idle: its sender may only be blocked on credit.
     pub idle_timeout_ms: u64,
-    /// Take a checkpoint this often (ms); 0: never.
+    /// Take a checkpoint this often (ms); 0: never. A checkpointed job is restarted
+    /// from its last checkpoint when one of its workers is lost.
     pub checkpoint_interval_ms: u64,
+    /// Restarts of a checkpointed job after failures before it fails for good.
+    pub restart_attempts: u32,
+    /// Wait before a restart (ms).
+    pub restart_backoff_ms: u64,
 }
 
 impl Default for JobSettings {
@@ -164,6 +169,8 @@ impl Default for JobSettings {
             edge_credits: 4096,
             idle_timeout_ms: 5_000,
             checkpoint_interval_ms: 0,
+            restart_attempts: 3,
+            restart_backoff_ms: 1_000,
         }
     }
 }

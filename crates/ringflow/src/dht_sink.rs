@@ -14,10 +14,16 @@ use ringflow_net::TlsIdentity;
 use ringflow_stream::{Batch, Context, InitContext, OpError, OpResult, Operator, Value};
 use serde::Deserialize;
 
-type Reply = mpsc::Sender<Result<(), String>>;
-
-/// One batch of pairs to write, and where to say how it went.
-type Request = (Vec<(Vec<u8>, Vec<u8>)>, Reply);
+/// What the writer thread is asked, and where it says how it went.
+enum Request {
+    /// Write pairs.
+    Put(Vec<(Vec<u8>, Vec<u8>)>, mpsc::Sender<Result<(), String>>),
+    /// Read keys.
+    Get(
+        Vec<Vec<u8>>,
+        mpsc::Sender<Result<Vec<Option<Vec<u8>>>, String>>,
+    ),
+}
 
 /// Writes batches to the DHT from a thread of its own.
 pub struct DhtBackend {
@@ -45,31 +51,55 @@ impl DhtBackend {
                 };
                 rt.block_on(async move {
                     let mut client: Option<DhtClient> = None;
-                    while let Some((items, reply)) = rx.recv().await {
+                    while let Some(request) = rx.recv().await {
                         // One retry on a fresh connection: a connection that went away
                         // while the job was idle is not the job's fault.
-                        let mut result = Err(String::new());
+                        let mut failure = String::new();
+                        let mut answer = None;
                         for attempt in 0..2 {
                             if client.is_none() {
                                 match DhtClient::connect(&coordinator, &identity, &cluster).await {
                                     Ok(c) => client = Some(c),
                                     Err(e) => {
-                                        result = Err(format!("connecting to the DHT: {e}"));
+                                        failure = format!("connecting to the DHT: {e}");
                                         continue;
                                     }
                                 }
                             }
                             let Some(c) = client.as_ref() else { continue };
-                            result = c.put_many(items.clone()).await.map_err(|e| e.to_string());
-                            if result.is_ok() || attempt == 1 {
-                                break;
+                            let done = match &request {
+                                Request::Put(items, _) => {
+                                    c.put_many(items.clone()).await.map(|()| None)
+                                }
+                                Request::Get(keys, _) => {
+                                    // Reads restore jobs after a failure: route them with
+                                    // the view after it, not one naming a dead primary.
+                                    let _ = c.refresh().await;
+                                    c.get_many(keys.clone()).await.map(Some)
+                                }
+                            };
+                            match done {
+                                Ok(a) => {
+                                    answer = Some(a);
+                                    break;
+                                }
+                                Err(e) => failure = e.to_string(),
                             }
-                            tracing::debug!(error = ?result, "dht sink: reconnecting");
-                            if let Some(c) = client.take() {
-                                c.close().await;
+                            if attempt == 0 {
+                                tracing::debug!(error = %failure, "dht sink: reconnecting");
+                                if let Some(c) = client.take() {
+                                    c.close().await;
+                                }
                             }
                         }
-                        let _ = reply.send(result);
+                        match request {
+                            Request::Put(_, reply) => {
+                                let _ = reply.send(answer.map(drop).ok_or(failure));
+                            }
+                            Request::Get(_, reply) => {
+                                let _ = reply.send(answer.flatten().ok_or(failure));
+                            }
+                        }
                     }
                 });
             });
@@ -91,14 +121,26 @@ impl DhtBackend {
 
     fn write(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {
         let (reply, answer) = mpsc::channel();
-        self.tx
-            .lock()
-            .map_err(|_| "dht sink poisoned".to_string())?
-            .send((items, reply))
-            .map_err(|_| "the DHT writer thread stopped".to_string())?;
+        self.ask(Request::Put(items, reply))?;
         answer
             .recv()
             .map_err(|_| "the DHT writer thread stopped".to_string())?
+    }
+
+    fn read(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let (reply, answer) = mpsc::channel();
+        self.ask(Request::Get(keys, reply))?;
+        answer
+            .recv()
+            .map_err(|_| "the DHT writer thread stopped".to_string())?
+    }
+
+    fn ask(&self, request: Request) -> Result<(), String> {
+        self.tx
+            .lock()
+            .map_err(|_| "dht sink poisoned".to_string())?
+            .send(request)
+            .map_err(|_| "the DHT writer thread stopped".to_string())
     }
 }
 
@@ -106,6 +148,10 @@ impl DhtBackend {
 impl ringflow_stream::checkpoint::CheckpointStore for DhtBackend {
     fn put(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {
         self.write(items)
+    }
+
+    fn get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, String> {
+        self.read(keys)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use ringflow_net::{Endpoint, FramedRecv, FramedSend};
 use ringflow_proto::{
     CheckpointPart, ClusterView, CompletedCheckpoint, JobControl, JobInfo, JobPrepare, JobReport,
-    JobState, JobWorker, PeerRole, StreamOpen, VertexStatus,
+    JobState, JobWorker, PeerRole, RestoreFrom, StreamOpen, VertexStatus,
 };
 use ringflow_ring::{PartitionId, WorkerId};
 use ringflow_stream::JobSpec;
@@ -31,6 +31,10 @@ const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most jobs kept (oldest terminal jobs are forgotten first).
 const MAX_JOBS: usize = 1000;
 
+/// Completed checkpoints a job keeps to restart from (the newest first, then older ones
+/// if a part of it cannot be read).
+const RETAINED_CHECKPOINTS: usize = 3;
+
 /// A checkpoint the coordinator started and waits for.
 struct InFlight {
     id: u64,
@@ -41,6 +45,13 @@ struct InFlight {
 
 struct JobRecord {
     info: JobInfo,
+    /// The spec (kept to redeploy it).
+    spec: JobSpec,
+    /// Which deployment of the job runs now (0, then one more per restart); reports of an
+    /// older one are ignored.
+    attempt: u32,
+    /// The last completed checkpoints, newest last (a restart tries the newest first).
+    retained: std::collections::VecDeque<CompletedCheckpoint>,
     /// The checkpoint in progress, if any (one at a time).
     in_flight: Option<InFlight>,
     /// The number of the next checkpoint.
@@ -76,6 +87,10 @@ impl JobRecord {
     /// Starts the next checkpoint at every worker's sources, unless one is in progress;
     /// one that is older than `timeout_ms` counts as failed first.
     fn trigger_checkpoint(&mut self, now: u64, timeout_ms: u64) {
+        if self.controls.is_empty() {
+            // Being redeployed.
+            return;
+        }
         if let Some(f) = &self.in_flight {
             if now.saturating_sub(f.started_ms) < timeout_ms {
                 return;
@@ -125,7 +140,11 @@ impl JobRecord {
             }
             tracing::debug!(job = %self.info.id, checkpoint = id, bytes = done.size_bytes, "checkpoint completed");
             self.info.checkpoints.completed += 1;
-            self.info.checkpoints.last = Some(done);
+            self.info.checkpoints.last = Some(done.clone());
+            self.retained.push_back(done);
+            while self.retained.len() > RETAINED_CHECKPOINTS {
+                self.retained.pop_front();
+            }
         }
     }
 
@@ -190,11 +209,12 @@ impl JobManager {
         jm
     }
 
-    /// Fails running jobs that lost a worker.
-    fn on_view(&self, view: &ClusterView) {
+    /// Restarts (or fails) running jobs that lost a worker.
+    fn on_view(self: &Rc<Self>, view: &ClusterView) {
+        let mut lost_ones = Vec::new();
         for rec in self.jobs.borrow().values() {
-            let mut r = rec.borrow_mut();
-            if r.info.state.is_terminal() {
+            let r = rec.borrow();
+            if r.info.state.is_terminal() || r.controls.is_empty() {
                 continue;
             }
             let lost = r
@@ -206,14 +226,110 @@ impl JobManager {
                 .map(|(_, w)| w.clone());
             if let Some(w) = lost {
                 tracing::warn!(job = %r.info.id, worker = %w, "job lost a worker");
-                r.end(
-                    JobState::Failed,
-                    Some(format!(
-                        "worker {w} left the cluster (dead or leaving) while the job ran"
-                    )),
-                );
+                lost_ones.push((
+                    rec.clone(),
+                    r.attempt,
+                    format!("worker {w} left the cluster (dead or leaving) while the job ran"),
+                ));
             }
         }
+        for (rec, attempt, reason) in lost_ones {
+            self.fail_or_restart(&rec, attempt, reason);
+        }
+    }
+
+    /// A failure of deployment `attempt` of a job: a checkpointed job with restarts left
+    /// is cancelled everywhere and redeployed on the live workers from its last
+    /// checkpoint after its backoff; any other fails. Failures of an older deployment
+    /// than the current one are ignored (they are echoes of the one being handled).
+    fn fail_or_restart(
+        self: &Rc<Self>,
+        rec: &Rc<RefCell<JobRecord>>,
+        attempt: u32,
+        reason: String,
+    ) {
+        let mut r = rec.borrow_mut();
+        if r.attempt != attempt || r.info.state.is_terminal() {
+            return;
+        }
+        let s = r.spec.settings.clone();
+        if s.checkpoint_interval_ms == 0 || r.info.restarts >= s.restart_attempts {
+            let reason = if s.checkpoint_interval_ms > 0 {
+                format!("{reason} (after {} restarts)", r.info.restarts)
+            } else {
+                reason
+            };
+            tracing::warn!(job = %r.info.id, %reason, "job failed");
+            r.end(JobState::Failed, Some(reason));
+            return;
+        }
+        r.attempt += 1;
+        r.info.restarts += 1;
+        r.in_flight = None;
+        r.info.reason = Some(format!("restarted after: {reason}"));
+        for c in r.controls.drain(..) {
+            let _ = c.send(JobControl::Cancel {
+                reason: format!("restarting: {reason}"),
+            });
+        }
+        let next = r.attempt;
+        tracing::warn!(job = %r.info.id, %reason, restart = r.info.restarts, "restarting the job from its last checkpoint");
+        drop(r);
+        let (jm, rec) = (self.clone(), rec.clone());
+        actix_rt::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(s.restart_backoff_ms)).await;
+            jm.redeploy(rec, next).await;
+        });
+    }
+
+    /// Deploys a restarted job from its newest readable checkpoint (from the start if it
+    /// completed none).
+    async fn redeploy(self: Rc<Self>, rec: Rc<RefCell<JobRecord>>, attempt: u32) {
+        let (spec, id, mut candidates) = {
+            let r = rec.borrow();
+            let c: Vec<Option<CompletedCheckpoint>> = if r.retained.is_empty() {
+                vec![None]
+            } else {
+                r.retained.iter().rev().cloned().map(Some).collect()
+            };
+            (r.spec.clone(), r.info.id.clone(), c.into_iter())
+        };
+        let deployment = format!("{id}-r{attempt}");
+        let mut last = String::new();
+        for from in candidates.by_ref() {
+            let restore = from.as_ref().map(|c| RestoreFrom {
+                checkpoint: c.id,
+                parts: c.parts.clone(),
+            });
+            match self.deploy(&spec, &deployment, restore).await {
+                Ok((workers, streams)) => {
+                    {
+                        let mut r = rec.borrow_mut();
+                        if r.attempt != attempt || r.info.state.is_terminal() {
+                            return;
+                        }
+                        r.info.workers = workers.iter().map(|w| w.id.clone()).collect();
+                        r.per_worker = vec![Vec::new(); workers.len()];
+                        r.finished = vec![false; workers.len()];
+                        r.info.restored_from = from.as_ref().map(|c| c.id);
+                        r.refresh();
+                    }
+                    tracing::info!(job = %id, attempt, from = ?from.as_ref().map(|c| c.id), workers = workers.len(), "job redeployed");
+                    self.launch(&rec, attempt, streams);
+                    return;
+                }
+                Err(e) => {
+                    // A part that cannot be read: try the checkpoint before it.
+                    let unreadable = e.contains("corrupt") || e.contains("missing");
+                    tracing::warn!(job = %id, error = %e, "redeploying failed");
+                    last = e;
+                    if !unreadable {
+                        break;
+                    }
+                }
+            }
+        }
+        self.fail_or_restart(&rec, attempt, format!("redeploying: {last}"));
     }
 
     /// Every job, oldest first.
@@ -241,62 +357,10 @@ impl JobManager {
     /// Validates the spec on every worker, then starts it. Errors are for the submitter.
     pub async fn submit(self: Rc<Self>, spec_json: String) -> Result<JobInfo, String> {
         let spec = JobSpec::from_json(&spec_json).map_err(|e| e.to_string())?;
-        let view = self.views.borrow().clone();
-        let mut peers = view.peers.clone();
-        peers.sort_by(|a, b| a.id.cmp(&b.id));
-        if peers.is_empty() {
-            return Err("no worker has joined the cluster yet".into());
-        }
-        let index_of: BTreeMap<&WorkerId, u32> = peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (&p.id, i as u32))
-            .collect();
-        let parts = view.assignment.partitions();
-        let owners: Vec<u32> = (0..parts)
-            .map(|p| {
-                view.assignment
-                    .primary(PartitionId(p))
-                    .and_then(|w| index_of.get(w).copied())
-                    .unwrap_or(p % peers.len() as u32)
-            })
-            .collect();
         let n = self.counter.get() + 1;
         self.counter.set(n);
         let id = format!("job-{:x}-{n}", now_ms() / 1000);
-        let workers: Vec<JobWorker> = peers
-            .iter()
-            .map(|p| JobWorker {
-                id: p.id.clone(),
-                addr: p.addr.clone(),
-            })
-            .collect();
-
-        // Prepare everywhere; the first refusal (it names the vertex) is the answer.
-        let mut streams = Vec::new();
-        for (i, w) in workers.iter().enumerate() {
-            let prep = JobPrepare {
-                job: id.clone(),
-                spec_json: spec.to_json(),
-                workers: workers.clone(),
-                index: i as u32,
-                partitions: parts,
-                epoch: view.epoch(),
-                owners: owners.clone(),
-            };
-            match tokio::time::timeout(PREPARE_TIMEOUT, self.prepare_one(w, prep)).await {
-                Ok(Ok(s)) => streams.push(s),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    return Err(format!(
-                        "worker {} did not prepare the job within {} s",
-                        w.id,
-                        PREPARE_TIMEOUT.as_secs()
-                    ))
-                }
-            }
-        }
-
+        let (workers, streams) = self.deploy(&spec, &id, None).await?;
         let rec = Rc::new(RefCell::new(JobRecord {
             info: JobInfo {
                 id: id.clone(),
@@ -308,7 +372,12 @@ impl JobManager {
                 ended_ms: None,
                 vertices: Vec::new(),
                 checkpoints: Default::default(),
+                restarts: 0,
+                restored_from: None,
             },
+            spec: spec.clone(),
+            attempt: 0,
+            retained: Default::default(),
             in_flight: None,
             next_checkpoint: 1,
             per_worker: vec![Vec::new(); workers.len()],
@@ -330,13 +399,7 @@ impl JobManager {
             }
             jobs.insert(id.clone(), rec.clone());
         }
-        for (i, (send, recv)) in streams.into_iter().enumerate() {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let _ = tx.send(JobControl::Start);
-            rec.borrow_mut().controls.push(tx);
-            actix_rt::spawn(write_controls(send, rx));
-            actix_rt::spawn(follow(rec.clone(), i, recv));
-        }
+        self.launch(&rec, 0, streams);
         let interval = spec.settings.checkpoint_interval_ms;
         if interval > 0 {
             actix_rt::spawn(checkpoint_timer(rec.clone(), interval));
@@ -344,6 +407,89 @@ impl JobManager {
         tracing::info!(job = %id, name = %spec.name, workers = workers.len(), "job started");
         let info = rec.borrow().info.clone();
         Ok(info)
+    }
+
+    /// Starts a prepared deployment: its control writers and report followers.
+    fn launch(
+        self: &Rc<Self>,
+        rec: &Rc<RefCell<JobRecord>>,
+        attempt: u32,
+        streams: Vec<(FramedSend, FramedRecv)>,
+    ) {
+        for (i, (send, recv)) in streams.into_iter().enumerate() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(JobControl::Start);
+            rec.borrow_mut().controls.push(tx);
+            actix_rt::spawn(write_controls(send, rx));
+            actix_rt::spawn(follow(Rc::downgrade(self), rec.clone(), i, attempt, recv));
+        }
+    }
+
+    /// Prepares `spec` as deployment `deployment` on every live worker (instance `i` on
+    /// the `i`-th by id, keys routed as the current assignment's primaries), restored
+    /// from `restore` if given. The first refusal (it names the vertex) is the error.
+    async fn deploy(
+        &self,
+        spec: &JobSpec,
+        deployment: &str,
+        restore: Option<RestoreFrom>,
+    ) -> Result<(Vec<JobWorker>, Vec<(FramedSend, FramedRecv)>), String> {
+        let id = deployment.to_owned();
+        let view = self.views.borrow().clone();
+        let mut peers = view.peers.clone();
+        peers.sort_by(|a, b| a.id.cmp(&b.id));
+        if peers.is_empty() {
+            return Err("no worker has joined the cluster yet".into());
+        }
+        let index_of: BTreeMap<&WorkerId, u32> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&p.id, i as u32))
+            .collect();
+        let parts = view.assignment.partitions();
+        let owners: Vec<u32> = (0..parts)
+            .map(|p| {
+                view.assignment
+                    .primary(PartitionId(p))
+                    .and_then(|w| index_of.get(w).copied())
+                    .unwrap_or(p % peers.len() as u32)
+            })
+            .collect();
+        let workers: Vec<JobWorker> = peers
+            .iter()
+            .map(|p| JobWorker {
+                id: p.id.clone(),
+                addr: p.addr.clone(),
+            })
+            .collect();
+
+        // Prepare everywhere; the first refusal (it names the vertex) is the answer.
+        let mut streams = Vec::new();
+        for (i, w) in workers.iter().enumerate() {
+            let prep = JobPrepare {
+                job: id.clone(),
+                spec_json: spec.to_json(),
+                workers: workers.clone(),
+                index: i as u32,
+                partitions: parts,
+                epoch: view.epoch(),
+                owners: owners.clone(),
+                restore: restore.clone(),
+            };
+            match tokio::time::timeout(PREPARE_TIMEOUT, self.prepare_one(w, prep)).await {
+                Ok(Ok(s)) => streams.push(s),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(format!(
+                        "worker {} did not prepare the job within {} s",
+                        w.id,
+                        PREPARE_TIMEOUT.as_secs()
+                    ))
+                }
+            }
+        }
+
+        Ok((workers, streams))
     }
 
     async fn prepare_one(
@@ -411,21 +557,32 @@ async fn write_controls(mut send: FramedSend, mut rx: mpsc::UnboundedReceiver<Jo
     let _ = send.finish();
 }
 
-/// Follows one worker's reports until its part ends.
-async fn follow(rec: Rc<RefCell<JobRecord>>, i: usize, mut recv: FramedRecv) {
+/// Follows one worker's reports (deployment `attempt`) until its part ends.
+async fn follow(
+    jm: std::rc::Weak<JobManager>,
+    rec: Rc<RefCell<JobRecord>>,
+    i: usize,
+    attempt: u32,
+    mut recv: FramedRecv,
+) {
     loop {
         let msg = recv.recv::<JobReport>().await;
         let mut r = rec.borrow_mut();
+        if r.attempt != attempt {
+            // A deployment that was replaced by a restart.
+            return;
+        }
         let worker = r
             .info
             .workers
             .get(i)
             .cloned()
             .unwrap_or(WorkerId(String::new()));
-        match msg {
+        let failure = match msg {
             Ok(Some(JobReport::Progress { vertices })) => {
                 r.per_worker[i] = vertices;
                 r.refresh();
+                continue;
             }
             Ok(Some(JobReport::Checkpointed {
                 id,
@@ -433,9 +590,11 @@ async fn follow(rec: Rc<RefCell<JobRecord>>, i: usize, mut recv: FramedRecv) {
                 alignment_ms,
             })) => {
                 r.checkpoint_ack(i, id, parts, alignment_ms);
+                continue;
             }
             Ok(Some(JobReport::CheckpointFailed { id, reason })) => {
                 r.checkpoint_failed(i, id, &reason);
+                continue;
             }
             Ok(Some(JobReport::Finished { vertices })) => {
                 r.per_worker[i] = vertices;
@@ -450,23 +609,22 @@ async fn follow(rec: Rc<RefCell<JobRecord>>, i: usize, mut recv: FramedRecv) {
                 }
                 return;
             }
-            Ok(Some(JobReport::Failed { reason })) => {
-                let reason = format!("on {worker}: {reason}");
-                tracing::warn!(job = %r.info.id, %reason, "job failed");
-                r.end(JobState::Failed, Some(reason));
-                return;
-            }
+            Ok(Some(JobReport::Failed { reason })) => format!("on {worker}: {reason}"),
             Ok(Some(other)) => {
                 tracing::debug!(job = %r.info.id, ?other, "unexpected job report");
+                continue;
             }
             Ok(None) | Err(_) => {
-                if !r.info.state.is_terminal() {
-                    let reason = format!("lost the control stream to worker {worker}");
-                    tracing::warn!(job = %r.info.id, %reason, "job failed");
-                    r.end(JobState::Failed, Some(reason));
+                if r.info.state.is_terminal() {
+                    return;
                 }
-                return;
+                format!("lost the control stream to worker {worker}")
             }
+        };
+        drop(r);
+        if let Some(jm) = jm.upgrade() {
+            jm.fail_or_restart(&rec, attempt, failure);
         }
+        return;
     }
 }

@@ -41,6 +41,10 @@ pub struct FilesConfig {
     /// job naming the file and line. Default 1 MiB.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: usize,
+    /// At most this many lines per second per instance (a replay at a given pace, and
+    /// tests that need a job to run for a while).
+    #[serde(default)]
+    pub max_per_sec: Option<f64>,
 }
 
 fn default_true() -> bool {
@@ -92,6 +96,9 @@ pub struct FilesSource {
     done: BTreeSet<String>,
     /// From a restored checkpoint: files already read, and where reading files stopped.
     restored: Option<FilesPosition>,
+    /// With `max_per_sec`: when pacing started, and lines emitted since.
+    paced_since: Option<u64>,
+    paced_lines: u64,
 }
 
 /// Where a `source.files` instance is: the files it finished and the offset of the next
@@ -126,6 +133,9 @@ impl Source for FilesSource {
         if cfg.max_line_bytes == 0 {
             return Err("source.files: 'max_line_bytes' must be positive".into());
         }
+        if cfg.max_per_sec.is_some_and(|r| !r.is_finite() || r <= 0.0) {
+            return Err("source.files: 'max_per_sec' must be a positive number".into());
+        }
         if cfg.stop_after_idle_ms.is_some() && !cfg.tail {
             return Err("source.files: 'stop_after_idle_ms' needs 'tail = true'".into());
         }
@@ -157,6 +167,8 @@ impl Source for FilesSource {
             lossy: 0,
             done: BTreeSet::new(),
             restored: None,
+            paced_since: None,
+            paced_lines: 0,
         })
     }
 
@@ -169,7 +181,10 @@ impl Source for FilesSource {
         };
         if let Some(f) = self.current.as_mut() {
             let at = f.reader.get_mut().stream_position().map_err(|e| {
-                OpError(format!("source.files: position in '{}': {e}", f.path.display()))
+                OpError(format!(
+                    "source.files: position in '{}': {e}",
+                    f.path.display()
+                ))
             })?;
             let offset = at - f.reader.buffer().len() as u64 - f.partial.len() as u64;
             pos.reading.insert(name_of(&f.path), (offset, f.line));
@@ -204,10 +219,23 @@ impl Source for FilesSource {
     }
 
     fn poll(&mut self, out: &mut SourceOutput<'_, Value>) -> OpResult<SourcePoll> {
+        if let Some(rate) = self.cfg.max_per_sec {
+            // Lines allowed by now since the first poll, less those emitted.
+            let now = out.now();
+            let start = *self.paced_since.get_or_insert(now);
+            let allowed = (rate * now.saturating_sub(start) as f64 / 1000.0).floor() as u64 + 1;
+            let left = allowed.saturating_sub(self.paced_lines);
+            if left == 0 {
+                let next = ((self.paced_lines as f64) * 1000.0 / rate).ceil() as u64;
+                return Ok(SourcePoll::Wait((start + next).saturating_sub(now).max(1)));
+            }
+            out.limit(left as usize);
+        }
         // Counted once per poll, not per line.
         let before = out.remaining();
         let result = self.read(out);
         let lines = before.saturating_sub(out.remaining()) as u64;
+        self.paced_lines += lines;
         if lines > 0 {
             out.count("lines", lines);
         }

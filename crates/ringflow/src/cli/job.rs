@@ -178,6 +178,15 @@ fn print_info(info: &JobInfo, json: bool) -> anyhow::Result<()> {
     }
     let workers: Vec<&str> = info.workers.iter().map(|w| w.as_str()).collect();
     println!("workers: {}", workers.join(", "));
+    if info.restarts > 0 {
+        match info.restored_from {
+            Some(id) => println!(
+                "restarts: {} (running from checkpoint #{id})",
+                info.restarts
+            ),
+            None => println!("restarts: {} (running from the start)", info.restarts),
+        }
+    }
     let c = &info.checkpoints;
     match &c.last {
         Some(l) => println!(
