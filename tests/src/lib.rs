@@ -779,6 +779,116 @@ inputs = ["counts"]
     )
 }
 
+/// Window counts by (key, window start).
+pub type WindowCounts = std::collections::BTreeMap<(String, i64), u64>;
+
+/// Writes `files` files `events-F.jsonl` of `lines` JSON events each into `dir`, every
+/// file covering the same stretch of event time in order (`{"k", "ts"}`, `step_ms`
+/// apart, keys `k0..k{keys}`); the exact count of each tumbling window of `size_ms`.
+pub fn keyed_events(
+    dir: &Path,
+    files: usize,
+    lines: usize,
+    step_ms: i64,
+    keys: usize,
+    size_ms: i64,
+) -> WindowCounts {
+    std::fs::create_dir_all(dir).expect("events dir");
+    let base = 1_700_000_000_000i64;
+    let mut reference = WindowCounts::new();
+    for f in 0..files {
+        let mut text = String::new();
+        for i in 0..lines {
+            let ts = base + (i as i64) * step_ms + f as i64;
+            let key = format!("k{}", (i * 7 + f * 13) % keys);
+            *reference
+                .entry((key.clone(), ts.div_euclid(size_ms) * size_ms))
+                .or_default() += 1;
+            text.push_str(&format!("{{\"k\":\"{key}\",\"ts\":{ts}}}\n"));
+        }
+        std::fs::write(dir.join(format!("events-{f}.jsonl")), text).expect("events file");
+    }
+    reference
+}
+
+/// Tumbling-window counts per key of the events under `input` (see [`keyed_events`]):
+/// read (`source_extra` added to `source.files`' config), parsed, watermarked (no
+/// delay), keyed, windowed (hash edge) and written by `sink.file` to `out`
+/// (`sink_extra` added to its config); `settings` are the lines of `[settings]`.
+pub fn windowed_count_job(
+    name: &str,
+    settings: &str,
+    input: &Path,
+    source_extra: &str,
+    size_ms: i64,
+    out: &Path,
+    sink_extra: &str,
+) -> String {
+    format!(
+        r#"
+name = "{name}"
+[settings]
+{settings}
+[[vertex]]
+name = "lines"
+operator = "source.files"
+config = {{ path = "{}"{source_extra} }}
+[[vertex]]
+name = "parse"
+operator = "map"
+config = {{ function = "parse_json" }}
+inputs = ["lines"]
+[[vertex]]
+name = "wm"
+operator = "watermark"
+config = {{ time_field = "ts", max_delay_ms = 0 }}
+inputs = ["parse"]
+[[vertex]]
+name = "keyed"
+operator = "key_by"
+config = {{ field = "k" }}
+inputs = ["wm"]
+[[vertex]]
+name = "win"
+operator = "window"
+config = {{ kind = "tumbling", size_ms = {size_ms}, time_field = "ts", aggregates = ["count"] }}
+inputs = [{{ from = "keyed", edge = "hash" }}]
+[[vertex]]
+name = "out"
+operator = "sink.file"
+config = {{ path = "{}"{sink_extra} }}
+inputs = ["win"]
+"#,
+        input.display(),
+        out.display()
+    )
+}
+
+/// The window counts `sink.file` wrote to `out`; panics on an unfinished part or a
+/// window written twice.
+pub fn read_window_counts(out: &Path) -> WindowCounts {
+    let mut got = WindowCounts::new();
+    for e in std::fs::read_dir(out).expect("output dir") {
+        let p = e.expect("entry").path();
+        let name = p.display().to_string();
+        assert!(!name.ends_with(".tmp"), "unfinished part {name}");
+        for line in std::fs::read_to_string(&p).expect("part").lines() {
+            let r: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let r = r.get("value").cloned().unwrap_or(r);
+            let key = (
+                r["key"].as_str().expect("key").to_string(),
+                r["window_start"].as_i64().expect("window_start"),
+            );
+            let count = r["count"].as_u64().expect("count");
+            assert!(
+                got.insert(key.clone(), count).is_none(),
+                "window {key:?} written twice"
+            );
+        }
+    }
+    got
+}
+
 /// A job that runs until cancelled: `rate` generated records per second per instance,
 /// keyed (a hash edge, so records cross workers) into a discarding sink.
 pub fn endless_job(name: &str, rate: u32) -> String {

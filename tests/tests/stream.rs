@@ -559,65 +559,18 @@ inputs = ["win"]
 fn a_throttled_sink_behind_windows_makes_no_event_late() {
     let c = TestCluster::start(ClusterOpts::for_jobs());
     let dir = c.dir().join("events");
-    std::fs::create_dir_all(&dir).expect("events dir");
     const SIZE: i64 = 1000;
-    const KEYS: usize = 240;
-    let base = 1_700_000_000_000i64;
-    let mut reference: BTreeMap<(String, i64), u64> = BTreeMap::new();
-    for f in 0..3usize {
-        let mut lines = String::new();
-        for i in 0..3000usize {
-            // Every file covers the same 30 s of event time, in order.
-            let ts = base + (i as i64) * 10 + f as i64;
-            let key = format!("k{}", (i * 7 + f * 13) % KEYS);
-            *reference
-                .entry((key.clone(), ts.div_euclid(SIZE) * SIZE))
-                .or_default() += 1;
-            lines.push_str(&format!("{{\"k\":\"{key}\",\"ts\":{ts}}}\n"));
-        }
-        std::fs::write(dir.join(format!("events-{f}.jsonl")), lines).expect("events file");
-    }
+    // Every file covers the same 30 s of event time, in order.
+    let reference = ringflow_tests::keyed_events(&dir, 3, 3000, 10, 240, SIZE);
     let out = c.dir().join("out-throttled");
-    let spec = format!(
-        r#"
-name = "throttled-windows"
-[settings]
-batch_size = 8
-edge_credits = 16
-idle_timeout_ms = 100
-linger_ms = 5
-[[vertex]]
-name = "lines"
-operator = "source.files"
-config = {{ path = "{}" }}
-[[vertex]]
-name = "parse"
-operator = "map"
-config = {{ function = "parse_json" }}
-inputs = ["lines"]
-[[vertex]]
-name = "wm"
-operator = "watermark"
-config = {{ time_field = "ts", max_delay_ms = 0 }}
-inputs = ["parse"]
-[[vertex]]
-name = "keyed"
-operator = "key_by"
-config = {{ field = "k" }}
-inputs = ["wm"]
-[[vertex]]
-name = "win"
-operator = "window"
-config = {{ kind = "tumbling", size_ms = {SIZE}, time_field = "ts", aggregates = ["count"] }}
-inputs = [{{ from = "keyed", edge = "hash" }}]
-[[vertex]]
-name = "out"
-operator = "sink.file"
-config = {{ path = "{}", max_per_sec = 250 }}
-inputs = ["win"]
-"#,
-        dir.display(),
-        out.display()
+    let spec = ringflow_tests::windowed_count_job(
+        "throttled-windows",
+        "batch_size = 8\nedge_credits = 16\nidle_timeout_ms = 100\nlinger_ms = 5",
+        &dir,
+        "",
+        SIZE,
+        &out,
+        ", max_per_sec = 250",
     );
     let id = c.submit_job(&spec).expect("job accepted");
     let j = c.wait_job_end(&id);
@@ -628,19 +581,7 @@ inputs = ["win"]
         0,
         "no event is late by construction: {win:#?}"
     );
-    let mut got: BTreeMap<(String, i64), u64> = BTreeMap::new();
-    for r in read_parts(&out) {
-        let r = value_of(&r);
-        let key = (
-            r["key"].as_str().expect("key").to_string(),
-            r["window_start"].as_i64().expect("window_start"),
-        );
-        let count = r["count"].as_u64().expect("count");
-        assert!(
-            got.insert(key.clone(), count).is_none(),
-            "window {key:?} emitted twice"
-        );
-    }
+    let got = ringflow_tests::read_window_counts(&out);
     assert_eq!(got.len(), reference.len(), "windows emitted");
     assert_eq!(got, reference, "windows differ from the reference");
 }

@@ -6,7 +6,7 @@ use crate::values::{float_value, Num};
 use ringflow_stream::data::Value;
 
 /// Neumaier's compensated float sum: accurate even for values of mixed magnitude.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct FloatSum {
     sum: f64,
     compensation: f64,
@@ -29,7 +29,7 @@ impl FloatSum {
 }
 
 /// Count, sum, min and max of a set of numbers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Stats {
     count: u64,
     int_sum: i128,

@@ -111,7 +111,7 @@ impl FieldPath {
 }
 
 /// A JSON number held exactly: integers (from i64 or u64) as `i128`, the rest as `f64`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Num {
     /// An integer.
     Int(i128),

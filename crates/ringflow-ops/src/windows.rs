@@ -164,7 +164,7 @@ impl Agg {
 }
 
 /// What a window accumulates.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Acc {
     count: u64,
     stats: Stats,
@@ -191,7 +191,7 @@ impl Acc {
 }
 
 /// One window of one key.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Win {
     end: EventTime,
     acc: Acc,
@@ -214,7 +214,7 @@ impl Win {
 
 /// The windows of one key, by start. They never overlap for sessions, and have one
 /// length otherwise, so ends grow with starts.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct KeyWindows {
     wins: BTreeMap<EventTime, Win>,
     /// Sessions only: the largest end of a session already dropped. An event before it
@@ -657,6 +657,10 @@ impl Operator for WindowOp {
         }
         Ok(())
     }
+
+    fn keyed_state(&mut self) -> Option<&mut dyn ringflow_stream::PartitionedState> {
+        Some(&mut self.state)
+    }
 }
 
 #[cfg(test)]
@@ -738,6 +742,32 @@ mod tests {
                         "sum": 1, "min": 1, "max": 1, "mean": 1.0})
             ]
         );
+    }
+
+    #[test]
+    fn windows_restored_from_a_checkpoint_fire_once_with_every_event() {
+        let config = json!({
+            "kind": "tumbling", "size_ms": 10, "time_field": "t", "field": "v",
+            "aggregates": ["count", "sum", "max", "p50"]
+        });
+        let first = vec![ev("a", 1, 4), ev("b", 5, 7), ev("a", 12, 1)];
+        let second = vec![ev("a", 3, 2), ev("b", 14, 3), ev("a", 18, 9)];
+        let mut whole = window(config.clone());
+        whole.push(first.clone());
+        whole.watermark(2);
+        whole.push(second.clone());
+        whole.end();
+        let mut before = window(config.clone());
+        before.push(first);
+        before.watermark(2);
+        // Killed between its windows' first events and their firing.
+        let snap = before.checkpoint(1);
+        assert!(emitted(&mut before).is_empty(), "nothing fired yet");
+        let mut after = window(config);
+        after.restore(snap);
+        after.push(second);
+        after.end();
+        assert_eq!(emitted(&mut after), emitted(&mut whole));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! end.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -42,13 +42,32 @@ fn default_flush_every() -> u64 {
 /// parts behind (and `source.files` skips `.tmp` names). An existing part of the same
 /// name is replaced. An instance that received nothing still publishes an empty part,
 /// so every instance's part exists once the job has finished. Counter: `written`.
+///
+/// Exactly once across restarts: at a checkpoint barrier the part is flushed and synced
+/// and its length is the sink's snapshot. A job restored from that checkpoint truncates
+/// the `.tmp` part back to that length and appends, so what was written after the
+/// checkpoint (and is replayed) is not there twice. Parts of earlier instances that no
+/// longer exist (fewer workers now) are truncated likewise and published at the end by
+/// the instance that took them over. A part published after the checkpoint (its
+/// instance finished before another one failed) is taken back the same way: with
+/// checkpoints, parts are final once the job has finished.
 pub struct FileSink {
     cfg: FileSinkConfig,
+    instance: usize,
     final_path: PathBuf,
     tmp_path: PathBuf,
     writer: Option<BufWriter<File>>,
     unflushed: u64,
     throttle: Throttle,
+    /// Parts of earlier instances taken over at a restore: (`.tmp` path, final path).
+    adopted: Vec<(PathBuf, PathBuf)>,
+}
+
+/// A part's length at a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartLength {
+    instance: usize,
+    bytes: u64,
 }
 
 impl Operator for FileSink {
@@ -70,12 +89,78 @@ impl Operator for FileSink {
         let tmp_path = cfg.path.join(format!("{name}.tmp"));
         Ok(FileSink {
             cfg,
+            instance: init.instance,
             final_path,
             tmp_path,
             writer: None,
             unflushed: 0,
             throttle,
+            adopted: Vec::new(),
         })
+    }
+
+    fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
+        let mut bytes = 0;
+        if self.writer.is_some() {
+            self.flush()?;
+            let w = self.writer()?;
+            let f = w.get_mut();
+            f.sync_data()
+                .and_then(|()| f.stream_position())
+                .map(|b| bytes = b)
+                .map_err(|e| self.io_error("syncing", e))?;
+        }
+        ringflow_stream::checkpoint::to_bytes(&PartLength {
+            instance: self.instance,
+            bytes,
+        })
+        .map(Some)
+    }
+
+    fn restore(&mut self, states: Vec<Vec<u8>>) -> OpResult {
+        for s in states {
+            let p: PartLength = ringflow_stream::checkpoint::from_bytes(&s)?;
+            let name = format!("part-{:05}.{}", p.instance, self.cfg.format.extension());
+            let tmp = self.cfg.path.join(format!("{name}.tmp"));
+            let published = self.cfg.path.join(&name);
+            if !tmp.exists() && published.exists() {
+                // The part was published after the checkpoint (its instance finished
+                // before the failure): it is taken back and cut to the checkpoint, and
+                // published again when this run ends. A part is final only once the
+                // whole job has finished.
+                std::fs::rename(&published, &tmp).map_err(|e| {
+                    OpError(format!(
+                        "sink.file: taking back '{}': {e}",
+                        published.display()
+                    ))
+                })?;
+            }
+            if p.bytes == 0 && !tmp.exists() {
+                // Nothing was written before the checkpoint.
+                continue;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&tmp)
+                .map_err(|e| {
+                    OpError(format!(
+                        "sink.file: the checkpoint holds {} bytes of '{}': {e}",
+                        p.bytes,
+                        tmp.display()
+                    ))
+                })?;
+            f.set_len(p.bytes)
+                .and_then(|()| f.seek(std::io::SeekFrom::End(0)).map(drop))
+                .map_err(|e| OpError(format!("sink.file: truncating '{}': {e}", tmp.display())))?;
+            if p.instance == self.instance {
+                self.writer = Some(BufWriter::with_capacity(64 * 1024, f));
+            } else {
+                f.sync_all()
+                    .map_err(|e| OpError(format!("sink.file: syncing '{}': {e}", tmp.display())))?;
+                self.adopted.push((tmp, self.cfg.path.join(name)));
+            }
+        }
+        Ok(())
     }
 
     fn on_batch(&mut self, batch: Batch<Value>, ctx: &mut Context<'_, ()>) -> OpResult {
@@ -107,13 +192,17 @@ impl Operator for FileSink {
             .map_err(|e| self.io_error("flushing", e.into_error()))?;
         file.sync_all().map_err(|e| self.io_error("syncing", e))?;
         drop(file);
-        std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| {
-            OpError(format!(
-                "sink.file: renaming '{}' to '{}': {e}",
-                self.tmp_path.display(),
-                self.final_path.display()
-            ))
-        })?;
+        let mut parts = vec![(self.tmp_path.clone(), self.final_path.clone())];
+        parts.append(&mut self.adopted);
+        for (tmp, fin) in parts {
+            std::fs::rename(&tmp, &fin).map_err(|e| {
+                OpError(format!(
+                    "sink.file: renaming '{}' to '{}': {e}",
+                    tmp.display(),
+                    fin.display()
+                ))
+            })?;
+        }
         sync_dir(&self.cfg.path).map_err(|e| {
             OpError(format!(
                 "sink.file: syncing directory '{}': {e}",
@@ -214,6 +303,53 @@ mod tests {
             "\"a\"\n{\"n\":1}\n{\"key\":\"k\",\"value\":3}\n"
         );
         assert_eq!(counters.get("written"), Some(&3));
+    }
+
+    #[test]
+    fn a_restored_part_is_cut_back_to_its_checkpoint_and_orphans_are_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let text =
+            |instance| make(json!({"path": out, "format": "text"}), instance, false).unwrap();
+        let mut counters = BTreeMap::new();
+        // Two instances write, checkpoint, write more, and die.
+        let mut states = Vec::new();
+        for i in 0..2 {
+            let mut s = text(i);
+            sink_call(&mut s, Some(items([json!(format!("a{i}"))])), &mut counters).unwrap();
+            states.push(s.snapshot().unwrap().unwrap());
+            sink_call(
+                &mut s,
+                Some(items([json!(format!("after{i}"))])),
+                &mut counters,
+            )
+            .unwrap();
+            s.flush().unwrap();
+        }
+        // Instance 1 had finished: its part was published after the checkpoint.
+        std::fs::rename(out.join("part-00001.txt.tmp"), out.join("part-00001.txt")).unwrap();
+        // One instance now: its own part and the orphan of instance 1.
+        let mut s = text(0);
+        s.restore(states).unwrap();
+        sink_call(&mut s, Some(items([json!("b0")])), &mut counters).unwrap();
+        sink_call(&mut s, None, &mut counters).unwrap();
+        let read =
+            |i: usize| std::fs::read_to_string(out.join(format!("part-{i:05}.txt"))).unwrap();
+        assert_eq!(
+            read(0),
+            "a0\nb0\n",
+            "written after the checkpoint: not kept"
+        );
+        assert_eq!(read(1), "a1\n");
+        assert!(!out.join("part-00001.txt.tmp").exists());
+        // A checkpoint that says bytes were written to a part that is gone: refused.
+        let mut gone = text(3);
+        let lost = ringflow_stream::checkpoint::to_bytes(&PartLength {
+            instance: 3,
+            bytes: 9,
+        })
+        .unwrap();
+        assert!(gone.restore(vec![lost]).is_err());
     }
 
     #[test]
