@@ -284,15 +284,9 @@ impl StreamService {
             .extensions()
             .get::<CheckpointStorage>()
             .ok_or("this worker has no checkpoint store to restore from")?;
-        let spec =
-            ringflow_stream::JobSpec::from_json(&prep.spec_json).map_err(|e| e.to_string())?;
-        // Vertices of parallelism 1 run on the first worker only.
-        let vertices: std::collections::BTreeSet<String> = spec
-            .vertices
-            .iter()
-            .filter(|v| prep.index == 0 || v.parallelism != Some(1))
-            .map(|v| v.name.clone())
-            .collect();
+        // Every vertex's parts (those of a vertex that does not run here go unused).
+        let vertices: std::collections::BTreeSet<String> =
+            from.parts.iter().map(|p| p.vertex.clone()).collect();
         let parts = from.parts.clone();
         let checkpoint = from.checkpoint;
         tokio::task::spawn_blocking(move || {

@@ -193,6 +193,6 @@ impl crate::batch::Router for DhtService {
     }
 
     fn propose(&self, n: usize) -> Vec<crate::Version> {
-        DhtService::propose(self, n)
+        self.stamp(n)
     }
 }

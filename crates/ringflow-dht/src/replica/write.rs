@@ -279,16 +279,12 @@ impl DhtService {
             .collect()
     }
 
-    /// `n` new versions, from this node's clock.
-    fn stamp(&self, n: usize) -> Vec<Version> {
+    /// `n` new versions, from this node's clock (also the versions this node proposes
+    /// for the writes it routes: see [`Stamps`]).
+    pub(super) fn stamp(&self, n: usize) -> Vec<Version> {
         let now = now_ms();
         let mut hlc = self.hlc.borrow_mut();
         (0..n).map(|_| hlc.tick(now)).collect()
-    }
-
-    /// Versions for a write of `n` items this node routes (see [`Stamps`]).
-    pub(crate) fn propose(&self, n: usize) -> Vec<Version> {
-        self.stamp(n)
     }
 
     /// Stores stamped writes here and on the other replicas, waiting for a quorum.
