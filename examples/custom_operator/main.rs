@@ -3,7 +3,11 @@
 //! `word-len` turns words (JSON strings) into typed `WordLen` records keyed by length;
 //! `len-count` counts words per length in keyed state (per ring partition) and emits one
 //! JSON record per length at the end of input. Records between them are typed Rust
-//! values, serialized with MessagePack only when they cross workers.
+//! values, serialized with MessagePack only when they cross workers. `word-tally`
+//! keeps state of its own (words seen, longest word) that it snapshots and restores
+//! itself, so a checkpointed job survives the loss of a worker: `len-count`'s keyed
+//! state is checkpointed per ring partition by the runtime (one line:
+//! [`Operator::keyed_state`]).
 //!
 //! ```text
 //! cargo build --release -p ringflow-examples --example custom_operator
@@ -97,6 +101,10 @@ impl Operator for LenCountOp {
         Ok(())
     }
 
+    fn keyed_state(&mut self) -> Option<&mut dyn ringflow::stream::PartitionedState> {
+        Some(&mut self.counts)
+    }
+
     fn on_end(&mut self, ctx: &mut Context<'_, Value>) -> OpResult {
         for (len, n) in self.counts.drain() {
             ctx.emit(serde_json::json!({ "len": len.parse::<u64>().unwrap_or(0), "count": n }));
@@ -105,9 +113,88 @@ impl Operator for LenCountOp {
     }
 }
 
+/// What `word-tally` keeps: its own state, snapshotted with serde.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Tally {
+    /// Words seen.
+    pub words: u64,
+    /// The longest word seen (the first of that length, then the smallest).
+    pub longest: String,
+}
+
+impl Tally {
+    /// Whether `word` beats the longest so far (longer, or as long and smaller).
+    fn beats(&self, word: &str) -> bool {
+        let (a, b) = (word.chars().count(), self.longest.chars().count());
+        a > b || (a == b && word < self.longest.as_str())
+    }
+
+    fn add(&mut self, word: &str) {
+        self.words += 1;
+        if self.beats(word) {
+            self.longest = word.to_owned();
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.words += other.words;
+        if self.beats(&other.longest) {
+            self.longest = other.longest;
+        }
+    }
+}
+
+/// `word-tally`: counts the words reaching this instance and remembers the longest;
+/// emits `{"words", "longest"}` per instance at the end. Not keyed: its state goes
+/// through [`Operator::snapshot`] and [`Operator::restore`] (after a rescale one
+/// instance may get several earlier instances' tallies, and merges them).
+pub struct WordTallyOp {
+    tally: Tally,
+}
+
+impl Operator for WordTallyOp {
+    type In = Value;
+    type Out = Value;
+    type Config = serde_json::Map<String, Value>;
+
+    fn create(_config: Self::Config, _init: &InitContext) -> OpResult<Self> {
+        Ok(WordTallyOp {
+            tally: Tally::default(),
+        })
+    }
+
+    fn on_batch(&mut self, batch: Batch<Value>, _ctx: &mut Context<'_, Value>) -> OpResult {
+        for item in batch {
+            if let Some(w) = item.value.as_str() {
+                self.tally.add(w);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
+        ringflow::stream::checkpoint::to_bytes(&self.tally).map(Some)
+    }
+
+    fn restore(&mut self, states: Vec<Vec<u8>>) -> OpResult {
+        for s in states {
+            let t: Tally = ringflow::stream::checkpoint::from_bytes(&s)?;
+            self.tally.merge(t);
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, ctx: &mut Context<'_, Value>) -> OpResult {
+        let t = std::mem::take(&mut self.tally);
+        ctx.emit(serde_json::json!({ "words": t.words, "longest": t.longest }));
+        Ok(())
+    }
+}
+
 fn main() -> std::process::ExitCode {
     ringflow::WorkerBuilder::new()
         .operator::<WordLenOp>("word-len")
         .operator::<LenCountOp>("len-count")
+        .operator::<WordTallyOp>("word-tally")
         .run()
 }

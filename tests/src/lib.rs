@@ -544,6 +544,29 @@ pub trait Client {
         }
     }
 
+    /// Runs `ringflow ARGS` with the client flags appended.
+    fn cli(&self, args: &[&str]) -> Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(self.client_args());
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        ringflow(&refs)
+    }
+
+    /// `ringflow job submit SPEC --from-savepoint SP`: the job id, or the CLI's stderr.
+    fn submit_job_from(&self, spec: &str, savepoint: &str) -> Result<String, String> {
+        let path = self
+            .scratch_dir()
+            .join(format!("job-from-{savepoint}.toml"));
+        std::fs::write(&path, spec).expect("writing the job spec");
+        let p = path.display().to_string();
+        let out = self.cli(&["job", "submit", &p, "--from-savepoint", savepoint]);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// `ringflow job status ID --json`.
     fn job(&self, id: &str) -> Result<JobInfo, String> {
         let mut args = vec![
@@ -910,4 +933,92 @@ operator = "sink.discard"
 inputs = [{{ from = "keyed", edge = "hash" }}]
 "#
     )
+}
+
+/// Writes `files` text files of `lines` lines each under `dir`: words from a small
+/// vocabulary, plus a word unique to each line (`l<file>x<line>`), so that every line
+/// counts; the exact word counts.
+pub fn word_corpus(
+    dir: &Path,
+    files: usize,
+    lines: usize,
+    seed: u64,
+) -> std::collections::BTreeMap<String, u64> {
+    std::fs::create_dir_all(dir).expect("corpus dir");
+    let vocab = [
+        "ring", "flow", "stream", "actor", "quic", "batch", "credit", "key", "window",
+    ];
+    let noise = pseudo_random(seed, files * lines * 6 + 16);
+    let mut n = noise.iter().map(|b| *b as usize);
+    let mut reference = std::collections::BTreeMap::new();
+    for f in 0..files {
+        let mut text = String::new();
+        for l in 0..lines {
+            let mut words = vec![format!("l{f}x{l}")];
+            for _ in 0..1 + n.next().unwrap_or(0) % 4 {
+                words.push(vocab[n.next().unwrap_or(0) % vocab.len()].to_string());
+            }
+            for w in &words {
+                *reference.entry(w.clone()).or_insert(0u64) += 1;
+            }
+            text.push_str(&words.join(" "));
+            text.push('\n');
+        }
+        std::fs::write(dir.join(format!("f{f}.txt")), text).expect("corpus file");
+    }
+    reference
+}
+
+/// The `{key, count}` records of a finished word count's `sink.file` parts; panics on a
+/// part left unfinished (`.tmp`) or a key written twice.
+pub fn read_word_counts(out: &Path) -> std::collections::BTreeMap<String, u64> {
+    let mut got = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(out).expect("output dir") {
+        let p = e.expect("entry").path();
+        let name = p.display().to_string();
+        assert!(!name.ends_with(".tmp"), "unfinished part {name}");
+        for line in std::fs::read_to_string(&p).expect("part").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let v = v.get("value").cloned().unwrap_or(v);
+            let key = v["key"].as_str().expect("key").to_string();
+            let count = v["count"].as_u64().expect("count");
+            assert!(
+                got.insert(key.clone(), count).is_none(),
+                "{key} written twice"
+            );
+        }
+    }
+    got
+}
+
+/// Asserts that two word counts are equal, printing a summary of the differences.
+pub fn assert_same_counts(
+    got: &std::collections::BTreeMap<String, u64>,
+    want: &std::collections::BTreeMap<String, u64>,
+    what: &str,
+) {
+    if got == want {
+        return;
+    }
+    let diff: Vec<String> = want
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: {v} expected, {:?} written", got.get(k)))
+        .chain(
+            got.keys()
+                .filter(|k| !want.contains_key(*k))
+                .map(|k| format!("{k}: not expected")),
+        )
+        .collect();
+    if let Ok(f) = std::env::var("RINGFLOW_TEST_DIFF_FILE") {
+        let _ = std::fs::write(f, diff.join("\n"));
+    }
+    panic!(
+        "{what}: {} of {} keys differ ({} expected in all, {} counted): {:#?}",
+        diff.len(),
+        want.len(),
+        want.values().sum::<u64>(),
+        got.values().sum::<u64>(),
+        &diff[..diff.len().min(10)]
+    );
 }

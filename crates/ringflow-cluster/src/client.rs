@@ -5,7 +5,7 @@ use std::time::Duration;
 use ringflow_net::{Connection, Endpoint, FramedRecv, FramedSend, NetConfig, TlsIdentity};
 use ringflow_proto::{
     ClientPort, ClusterStatus, ClusterView, ControlMsg, JobInfo, JobSubmit, NodeInfo, PeerRole,
-    StreamOpen,
+    SavepointInfo, StreamOpen,
 };
 use ringflow_ring::WorkerId;
 use ringflow_stream::wire::DataFrame;
@@ -200,9 +200,69 @@ impl ClusterClient {
     /// Submits a stream job (its spec as JSON); the coordinator answers once every
     /// worker has validated and built its part. A refusal names the vertex at fault.
     pub async fn submit_job(&self, spec_json: String) -> Result<JobInfo, ClusterError> {
-        let msg = ControlMsg::JobSubmit(JobSubmit { spec_json });
+        self.submit_job_from(spec_json, None).await
+    }
+
+    /// Submits a stream job that starts from a savepoint's state (refused when the
+    /// spec's stateful vertices do not match the savepoint's).
+    pub async fn submit_job_from(
+        &self,
+        spec_json: String,
+        from_savepoint: Option<String>,
+    ) -> Result<JobInfo, ClusterError> {
+        let msg = ControlMsg::JobSubmit(JobSubmit {
+            spec_json,
+            from_savepoint,
+        });
         match self.request_within(&msg, Duration::from_secs(120)).await? {
             ControlMsg::Job(j) => Ok(j),
+            ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
+        }
+    }
+
+    /// Takes a savepoint of a running job (then cancels it if `stop`); answers once the
+    /// savepoint is complete.
+    pub async fn savepoint(&self, job: &str, stop: bool) -> Result<SavepointInfo, ClusterError> {
+        let msg = ControlMsg::JobSavepoint {
+            id: job.into(),
+            stop,
+        };
+        match self.request_within(&msg, Duration::from_secs(320)).await? {
+            ControlMsg::Savepoint(s) => Ok(s),
+            ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
+        }
+    }
+
+    /// Moves a running job to the current membership; answers once it runs again (its
+    /// `last_rescale_pause_ms` says how long it was stopped).
+    pub async fn rescale_job(&self, job: &str) -> Result<JobInfo, ClusterError> {
+        let msg = ControlMsg::JobRescale { id: job.into() };
+        match self.request_within(&msg, Duration::from_secs(320)).await? {
+            ControlMsg::Job(j) => Ok(j),
+            ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
+            other => Err(ClusterError::Unexpected(
+                crate::coordinator::variant_name(&other).into(),
+            )),
+        }
+    }
+
+    /// Every savepoint, or (with `delete`) the ones left after deleting that one.
+    pub async fn savepoints(
+        &self,
+        delete: Option<&str>,
+    ) -> Result<Vec<SavepointInfo>, ClusterError> {
+        let msg = match delete {
+            Some(id) => ControlMsg::SavepointDelete { id: id.into() },
+            None => ControlMsg::SavepointList,
+        };
+        match self.request(&msg).await? {
+            ControlMsg::Savepoints(s) => Ok(s),
             ControlMsg::Error(e) => Err(ClusterError::Refused(e.message)),
             other => Err(ClusterError::Unexpected(
                 crate::coordinator::variant_name(&other).into(),

@@ -47,6 +47,28 @@ pub struct CoordinatorConfig {
     /// HTTP address serving Prometheus metrics at `/metrics` (TCP; port 0 picks a free
     /// port, written to `data_dir/metrics.addr`); off when unset. Not authenticated.
     pub metrics_listen: Option<SocketAddr>,
+    /// Defaults for stream jobs (`[jobs]`).
+    pub jobs: JobDefaults,
+}
+
+/// What the coordinator applies to stream jobs whose spec does not say (`[jobs]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobDefaults {
+    /// Checkpoint interval of jobs whose spec sets none (ms); 0 (default): no checkpoints.
+    pub checkpoint_interval_ms: u64,
+    /// Completed checkpoints kept per job to restart from (the older ones are deleted
+    /// from the checkpoint store). Default 3, at least 1.
+    pub checkpoints_retained: usize,
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval_ms: 0,
+            checkpoints_retained: 3,
+        }
+    }
 }
 
 impl Default for CoordinatorConfig {
@@ -66,6 +88,7 @@ impl Default for CoordinatorConfig {
             recovery_grace_ms: 10_000,
             max_frame: ringflow_proto::DEFAULT_MAX_FRAME,
             metrics_listen: None,
+            jobs: JobDefaults::default(),
         }
     }
 }
@@ -87,6 +110,12 @@ impl CoordinatorConfig {
                 "partitions"
             };
             out.push(Problem::new(key, e.to_string()));
+        }
+        if self.jobs.checkpoints_retained == 0 {
+            out.push(Problem::new(
+                "jobs.checkpoints_retained",
+                "jobs.checkpoints_retained must be >= 1",
+            ));
         }
         if self.heartbeat_interval_ms == 0 {
             out.push(Problem::new(
@@ -211,6 +240,18 @@ pub struct WorkerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// The distributed hash table.
     pub dht: DhtSettings,
+    /// The stream runtime (`[stream]`).
+    pub stream: StreamSettings,
+}
+
+/// Settings of the stream runtime a worker hosts (`[stream]` in the worker's file).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSettings {
+    /// Store checkpoints of stream jobs as files in this directory instead of the DHT.
+    /// Every worker must see the same directory (a shared filesystem) for a job to be
+    /// restored on other workers than the ones that wrote its parts.
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -230,6 +271,7 @@ impl Default for WorkerConfig {
             max_frame: ringflow_proto::DEFAULT_MAX_FRAME,
             metrics_listen: None,
             dht: DhtSettings::default(),
+            stream: StreamSettings::default(),
         }
     }
 }

@@ -26,7 +26,9 @@ pub mod service;
 pub mod worker;
 
 pub use client::ClusterClient;
-pub use config::{CoordinatorConfig, DhtSettings, Problem, TlsConfig, WorkerConfig};
+pub use config::{
+    CoordinatorConfig, DhtSettings, JobDefaults, Problem, StreamSettings, TlsConfig, WorkerConfig,
+};
 pub use coordinator::{CoordinatorCore, CoordinatorHandle};
 pub use error::ClusterError;
 pub use lease::{Lease, LeaseRefusal};

@@ -58,47 +58,50 @@ impl StateFile {
 
     /// Loads the state, `None` if the file does not exist yet.
     pub(crate) fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, ClusterError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(ClusterError::io(
-                    format!("reading {}", self.path.display()),
-                    e,
-                ))
-            }
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ClusterError::CorruptState {
-                path: self.path.display().to_string(),
-                reason: e.to_string(),
-            })
+        read_json(&self.path)
     }
 
     /// Replaces the state durably.
     pub(crate) fn save<T: Serialize>(&self, value: &T) -> Result<(), ClusterError> {
-        let tmp = self
-            .path
-            .with_extension(format!("{}.tmp", std::process::id()));
-        let ctx = |what: &str| format!("{what} {}", tmp.display());
-        let bytes =
-            serde_json::to_vec(value).map_err(|e| ClusterError::Unexpected(e.to_string()))?;
-        let mut f = fs::File::create(&tmp).map_err(|e| ClusterError::io(ctx("creating"), e))?;
-        f.write_all(&bytes)
-            .map_err(|e| ClusterError::io(ctx("writing"), e))?;
-        f.sync_all()
-            .map_err(|e| ClusterError::io(ctx("syncing"), e))?;
-        drop(f);
-        fs::rename(&tmp, &self.path)
-            .map_err(|e| ClusterError::io(format!("renaming to {}", self.path.display()), e))?;
-        if let Some(dir) = self.path.parent() {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| ClusterError::io(format!("syncing directory {}", dir.display()), e))?;
-        }
-        Ok(())
+        write_json(&self.path, value)
     }
+}
+
+/// Reads a JSON file written by [`write_json`]; `None` if it does not exist.
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, ClusterError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ClusterError::io(format!("reading {}", path.display()), e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ClusterError::CorruptState {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Replaces the JSON file at `path` atomically and durably (write a temporary file,
+/// fsync, rename, fsync the directory). The caller owns the directory's lock.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ClusterError> {
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let ctx = |what: &str| format!("{what} {}", tmp.display());
+    let bytes = serde_json::to_vec(value).map_err(|e| ClusterError::Unexpected(e.to_string()))?;
+    let mut f = fs::File::create(&tmp).map_err(|e| ClusterError::io(ctx("creating"), e))?;
+    f.write_all(&bytes)
+        .map_err(|e| ClusterError::io(ctx("writing"), e))?;
+    f.sync_all()
+        .map_err(|e| ClusterError::io(ctx("syncing"), e))?;
+    drop(f);
+    fs::rename(&tmp, path)
+        .map_err(|e| ClusterError::io(format!("renaming to {}", path.display()), e))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ClusterError::io(format!("syncing directory {}", dir.display()), e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -120,6 +120,36 @@ pub struct JobInfo {
     /// The checkpoint the current run was restored from, if any.
     #[serde(default)]
     pub restored_from: Option<u64>,
+    /// The savepoint the job was submitted from, if any.
+    #[serde(default)]
+    pub from_savepoint: Option<String>,
+    /// What a failure costs this job's output: `exactly-once`, `at-least-once (...)`
+    /// naming the sinks and sources that make it so, or `none` without checkpoints.
+    #[serde(default)]
+    pub guarantee: String,
+    /// Times the job was moved to a new membership (`job rescale`, or `rescale = "auto"`).
+    #[serde(default)]
+    pub rescales: u32,
+    /// How long the last rescale paused the job: from its stop checkpoint's start to the
+    /// new deployment running (ms).
+    #[serde(default)]
+    pub last_rescale_pause_ms: Option<u64>,
+}
+
+/// A checkpoint taken on demand and kept until it is deleted (`ringflow job savepoint`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavepointInfo {
+    /// Its id (`sp-...`), for `job submit --from-savepoint`.
+    pub id: String,
+    /// The job it was taken of.
+    pub job: String,
+    /// That job's name.
+    pub job_name: String,
+    /// The vertices whose instances stored state in it, with their operator (`op`): a
+    /// spec started from it must have each of them under the same name and operator.
+    pub stateful: Vec<(String, String)>,
+    /// The checkpoint itself.
+    pub checkpoint: CompletedCheckpoint,
 }
 
 /// What a job's checkpoints came to, for `ringflow job status`.
@@ -131,6 +161,10 @@ pub struct CheckpointStats {
     pub failed: u64,
     /// The last completed one.
     pub last: Option<CompletedCheckpoint>,
+    /// The checkpoint in progress: its number and when it started (ms since the Unix
+    /// epoch).
+    #[serde(default)]
+    pub in_progress: Option<(u64, u64)>,
 }
 
 /// A completed checkpoint: every instance's part is durable and recorded.
@@ -165,6 +199,10 @@ pub struct CheckpointPart {
     pub bytes: u64,
     /// xxh3 of the snapshot's bytes: a corrupt part is never restored.
     pub checksum: u64,
+    /// Whether the instance had state to restore (keyed state, timers, operator state
+    /// or a source position); stateless instances store an empty part.
+    #[serde(default)]
+    pub stateful: bool,
 }
 
 /// A worker taking part in a job.
@@ -260,6 +298,12 @@ pub enum JobControl {
         /// The checkpoint.
         id: u64,
     },
+    /// Delete these parts of checkpoints the job no longer needs from the checkpoint
+    /// store (garbage collection; sent to one worker of the job).
+    Discard {
+        /// The parts.
+        parts: Vec<CheckpointPart>,
+    },
 }
 
 /// Worker → coordinator on a job's control stream.
@@ -310,4 +354,7 @@ pub enum JobReport {
 pub struct JobSubmit {
     /// The spec as JSON.
     pub spec_json: String,
+    /// Start from this savepoint's state (`job submit --from-savepoint`).
+    #[serde(default)]
+    pub from_savepoint: Option<String>,
 }

@@ -275,6 +275,33 @@ pub enum ControlMsg {
         /// Job id.
         id: String,
     },
+    /// Client → coordinator: take a savepoint of a running job (and then cancel it if
+    /// `stop`). Answered with `Savepoint` once the savepoint is complete.
+    JobSavepoint {
+        /// Job id.
+        id: String,
+        /// Cancel the job once the savepoint is complete.
+        stop: bool,
+    },
+    /// Client → coordinator: move a running job to the current membership now (stop it
+    /// with a checkpoint, restore it on the live workers). Answered with `Job` once it
+    /// runs again.
+    JobRescale {
+        /// Job id.
+        id: String,
+    },
+    /// Client → coordinator: list savepoints. Answered with `Savepoints`.
+    SavepointList,
+    /// Client → coordinator: delete a savepoint (its parts are deleted from the store).
+    /// Answered with `Savepoints`.
+    SavepointDelete {
+        /// Savepoint id.
+        id: String,
+    },
+    /// Coordinator → client: a savepoint.
+    Savepoint(crate::SavepointInfo),
+    /// Coordinator → client: every savepoint.
+    Savepoints(Vec<crate::SavepointInfo>),
     /// Coordinator → client: the job's status (answer to submit, status and cancel).
     Job(crate::JobInfo),
     /// Coordinator → client: every job.

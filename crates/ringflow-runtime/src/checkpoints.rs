@@ -124,8 +124,14 @@ pub(crate) fn chunks(
         chunks: writes.len() as u32,
         bytes: bytes.len() as u64,
         checksum: xxhash_rust::xxh3::xxh3_64(&bytes),
+        stateful: snapshot.operator.is_some() || !snapshot.partitions.is_empty(),
     };
     Ok((writes, part))
+}
+
+/// The store keys of a part's chunks.
+pub(crate) fn chunk_keys(part: &CheckpointPart) -> impl Iterator<Item = Vec<u8>> + '_ {
+    (0..part.chunks).map(move |i| format!("{}/{i}", part.key).into_bytes())
 }
 
 /// Snapshots of a checkpoint, by vertex name (every earlier instance's).
@@ -142,10 +148,7 @@ pub(crate) fn fetch(
         .iter()
         .filter(|p| vertices.contains(&p.vertex))
         .collect();
-    let keys: Vec<Vec<u8>> = wanted
-        .iter()
-        .flat_map(|p| (0..p.chunks).map(move |i| format!("{}/{i}", p.key).into_bytes()))
-        .collect();
+    let keys: Vec<Vec<u8>> = wanted.iter().flat_map(|p| chunk_keys(p)).collect();
     let mut values = store.get(keys)?.into_iter();
     let mut out = Restored::new();
     for p in wanted {
@@ -215,6 +218,13 @@ mod tests {
         fn get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, String> {
             let m = self.0.lock().unwrap();
             Ok(keys.iter().map(|k| m.get(k).cloned()).collect())
+        }
+        fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), String> {
+            let mut m = self.0.lock().unwrap();
+            for k in keys {
+                m.remove(&k);
+            }
+            Ok(())
         }
     }
 

@@ -394,8 +394,26 @@ impl LocalJob {
         for t in self.tasks.borrow_mut().drain(..) {
             t.abort();
         }
-        for a in self.arbiters.borrow_mut().drain(..) {
+        for a in self.arbiters.borrow_mut().iter() {
             a.stop();
+        }
+    }
+
+    /// Stops the job here and waits until every one of its threads has ended (no
+    /// operator of it writes anything any more), at most `limit`.
+    pub async fn stop_and_wait(&self, limit: std::time::Duration) {
+        self.stop();
+        let arbiters: Vec<Arbiter> = self.arbiters.borrow_mut().drain(..).collect();
+        if arbiters.is_empty() {
+            return;
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            for a in arbiters {
+                let _ = a.join();
+            }
+        });
+        if tokio::time::timeout(limit, joined).await.is_err() {
+            tracing::warn!(job = %self.id, "the job's threads did not stop in time");
         }
     }
 }

@@ -11,10 +11,12 @@
 mod actors;
 mod checkpoints;
 mod credit;
+mod dir_store;
 mod edge;
 mod job;
 mod metrics;
 mod service;
 
+pub use dir_store::DirStore;
 pub use ringflow_proto::STREAM_SERVICE as SERVICE;
 pub use service::{service, StreamService};

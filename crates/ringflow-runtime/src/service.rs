@@ -165,7 +165,9 @@ impl StreamService {
         // it runs here).
         let _gauges = crate::metrics::JobGauges(id.clone());
         let result = self.run_job(&job, &mut send, recv, &mut events).await;
-        job.stop();
+        // The coordinator restores the job elsewhere once this stream closes: nothing of
+        // this deployment may still write then.
+        job.stop_and_wait(Duration::from_secs(10)).await;
         self.jobs.borrow_mut().remove(&id);
         self.ports.remove_inboxes(&id);
         // The last batches of a finished job may still wait in client outboxes: give the
@@ -190,7 +192,12 @@ impl StreamService {
         match control.recv().await.flatten() {
             Some(JobControl::Start) => {}
             // No checkpoint is started before the job is.
-            Some(JobControl::Cancel { .. } | JobControl::Checkpoint { .. }) | None => return Ok(()),
+            Some(
+                JobControl::Cancel { .. }
+                | JobControl::Checkpoint { .. }
+                | JobControl::Discard { .. },
+            )
+            | None => return Ok(()),
         }
         if let Err(reason) = job
             .start(
@@ -225,6 +232,7 @@ impl StreamService {
                         job.inject_barrier(id);
                         save(checkpoints.started(id));
                     }
+                    Some(JobControl::Discard { parts }) => self.discard(&job.id, parts),
                     Some(JobControl::Start) => {}
                     None => {
                         tracing::warn!(job = %job.id, "job control stream closed: stopping the job");
@@ -248,8 +256,14 @@ impl StreamService {
                         if done >= *job.expected_done.borrow() {
                             send.send(&JobReport::Finished { vertices: job.status() }).await?;
                             tracing::info!(job = %job.id, "job finished here");
-                            // Keep the stream until the coordinator has read it.
-                            let _ = tokio::time::timeout(Duration::from_secs(10), control.recv()).await;
+                            // Keep the stream until the coordinator has read it (it may
+                            // ask for the job's checkpoints to be deleted first).
+                            let until = tokio::time::Instant::now() + Duration::from_secs(10);
+                            while let Ok(Some(Some(JobControl::Discard { parts }))) =
+                                tokio::time::timeout_at(until, control.recv()).await
+                            {
+                                self.discard(&job.id, parts);
+                            }
                             return Ok(());
                         }
                     }
@@ -295,6 +309,32 @@ impl StreamService {
         .await
         .map_err(|e| format!("reading checkpoint {checkpoint}: {e}"))?
         .map_err(|e| format!("restoring checkpoint {checkpoint}: {e}"))
+    }
+
+    /// Deletes parts of checkpoints the coordinator no longer retains (in the background;
+    /// a failure only leaves garbage, logged).
+    fn discard(&self, job: &str, parts: Vec<ringflow_proto::CheckpointPart>) {
+        let Some(store) = self.registry.extensions().get::<CheckpointStorage>() else {
+            return;
+        };
+        let job = job.to_owned();
+        actix_rt::spawn(async move {
+            let keys: Vec<Vec<u8>> = parts
+                .iter()
+                .flat_map(crate::checkpoints::chunk_keys)
+                .collect();
+            let n = keys.len();
+            let s = store.0.clone();
+            match tokio::task::spawn_blocking(move || s.delete(keys)).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(job = %job, chunks = n, "old checkpoint parts deleted")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(job = %job, error = %e, "could not delete old checkpoint parts")
+                }
+                Err(e) => tracing::warn!(job = %job, error = %e, "the checkpoint deleter stopped"),
+            }
+        });
     }
 
     /// Stores the local part of checkpoint `id` (on a blocking thread: the store waits

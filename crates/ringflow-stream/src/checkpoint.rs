@@ -127,6 +127,8 @@ pub trait CheckpointStore: Send + Sync + 'static {
     fn put(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String>;
     /// Reads keys (a quorum read in the DHT): values in the order of `keys`.
     fn get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, String>;
+    /// Deletes keys (parts of checkpoints no longer retained); absent keys are no error.
+    fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), String>;
 }
 
 /// The checkpoint store a worker writes to, as a registry extension.

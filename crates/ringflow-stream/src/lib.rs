@@ -35,5 +35,5 @@ pub use operator::{Context, Drain, InitContext, OpError, OpResult, Operator, Tim
 pub use plan::{plan, EdgePlan, JobPlan, VertexPlan};
 pub use registry::Registry;
 pub use source::{Source, SourceOutput, SourcePoll};
-pub use spec::{EdgeKind, InputSpec, JobSettings, JobSpec, VertexSpec};
+pub use spec::{EdgeKind, InputSpec, JobSettings, JobSpec, RescaleMode, VertexSpec};
 pub use state::{KeyedState, PartitionedState};

@@ -152,13 +152,36 @@ pub struct JobSettings {
     /// the watermark downstream until it emits again (ms). Operators never count a quiet
     /// input idle: its sender may only be blocked on credit.
     pub idle_timeout_ms: u64,
-    /// Take a checkpoint this often (ms); 0: never. A checkpointed job is restarted
-    /// from its last checkpoint when one of its workers is lost.
-    pub checkpoint_interval_ms: u64,
+    /// Take a checkpoint this often (ms); 0: never; unset: the cluster's default
+    /// (`[jobs] checkpoint_interval_ms` of the coordinator). A checkpointed job is
+    /// restarted from its last checkpoint when one of its workers is lost.
+    pub checkpoint_interval_ms: Option<u64>,
     /// Restarts of a checkpointed job after failures before it fails for good.
     pub restart_attempts: u32,
     /// Wait before a restart (ms).
     pub restart_backoff_ms: u64,
+    /// `manual` (default): the job keeps its workers until `ringflow job rescale`;
+    /// `auto`: when a worker joins or leaves, the job is stopped with a checkpoint and
+    /// restored on the new membership (needs checkpoints).
+    pub rescale: RescaleMode,
+}
+
+/// When a job moves to a new membership.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RescaleMode {
+    /// Only on `ringflow job rescale`.
+    #[default]
+    Manual,
+    /// Whenever the membership changes.
+    Auto,
+}
+
+impl JobSettings {
+    /// The checkpoint interval in effect (0: no checkpoints).
+    pub fn checkpoint_interval(&self) -> u64 {
+        self.checkpoint_interval_ms.unwrap_or(0)
+    }
 }
 
 impl Default for JobSettings {
@@ -168,9 +191,10 @@ impl Default for JobSettings {
             linger_ms: 20,
             edge_credits: 4096,
             idle_timeout_ms: 5_000,
-            checkpoint_interval_ms: 0,
+            checkpoint_interval_ms: None,
             restart_attempts: 3,
             restart_backoff_ms: 1_000,
+            rescale: RescaleMode::Manual,
         }
     }
 }

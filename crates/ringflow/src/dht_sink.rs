@@ -18,6 +18,8 @@ use serde::Deserialize;
 enum Request {
     /// Write pairs.
     Put(Vec<(Vec<u8>, Vec<u8>)>, mpsc::Sender<Result<(), String>>),
+    /// Delete keys.
+    Delete(Vec<Vec<u8>>, mpsc::Sender<Result<(), String>>),
     /// Read keys.
     Get(
         Vec<Vec<u8>>,
@@ -71,6 +73,9 @@ impl DhtBackend {
                                 Request::Put(items, _) => {
                                     c.put_many(items.clone()).await.map(|()| None)
                                 }
+                                Request::Delete(keys, _) => {
+                                    c.delete_many(keys.clone()).await.map(|_| None)
+                                }
                                 Request::Get(keys, _) => {
                                     // Reads restore jobs after a failure: route them with
                                     // the view after it, not one naming a dead primary.
@@ -93,7 +98,7 @@ impl DhtBackend {
                             }
                         }
                         match request {
-                            Request::Put(_, reply) => {
+                            Request::Put(_, reply) | Request::Delete(_, reply) => {
                                 let _ = reply.send(answer.map(drop).ok_or(failure));
                             }
                             Request::Get(_, reply) => {
@@ -152,6 +157,14 @@ impl ringflow_stream::checkpoint::CheckpointStore for DhtBackend {
 
     fn get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, String> {
         self.read(keys)
+    }
+
+    fn delete(&self, keys: Vec<Vec<u8>>) -> Result<(), String> {
+        let (reply, answer) = mpsc::channel();
+        self.ask(Request::Delete(keys, reply))?;
+        answer
+            .recv()
+            .map_err(|_| "the DHT writer thread stopped".to_string())?
     }
 }
 

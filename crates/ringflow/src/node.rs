@@ -37,14 +37,18 @@ pub fn worker_services(
 ) -> Result<Vec<ServiceFactory>, Error> {
     let identity = TlsIdentity::from_dir(&cfg.tls.certs_dir, &cfg.tls.name)?;
     let backend = DhtBackend::start(cfg.coordinator.clone(), identity, cfg.cluster.clone());
-    let checkpoints = backend
-        .handle()
-        .map_err(|e| Error::Cluster(ClusterError::Service(e)))?;
+    // Checkpoints of stream jobs are stored in the DHT, or in `[stream] checkpoint_dir`.
+    let checkpoints: std::sync::Arc<dyn ringflow_stream::checkpoint::CheckpointStore> =
+        match &cfg.stream.checkpoint_dir {
+            Some(dir) => std::sync::Arc::new(ringflow_runtime::DirStore::new(dir)),
+            None => std::sync::Arc::new(
+                backend
+                    .handle()
+                    .map_err(|e| Error::Cluster(ClusterError::Service(e)))?,
+            ),
+        };
     registry.provide(backend);
-    // Checkpoints of stream jobs are stored in the DHT.
-    registry.provide(ringflow_stream::checkpoint::CheckpointStorage(
-        std::sync::Arc::new(checkpoints),
-    ));
+    registry.provide(ringflow_stream::checkpoint::CheckpointStorage(checkpoints));
     registry.operator::<DhtSink>("sink.dht");
     Ok(vec![
         dht_with_resp(dht_config(cfg), cfg.dht.resp_listen),

@@ -1,13 +1,20 @@
 //! The coordinator's job manager: deploys stream jobs to workers (prepare everywhere,
-//! then start), follows their reports, fails a job whose worker is lost, and cancels.
+//! then start), follows their reports, takes their checkpoints and savepoints, restarts
+//! them from their last checkpoint when a worker is lost, moves them to a new membership
+//! (rescale), and cancels.
 //!
-//! Lifecycle: Deploying → Running → Finished | Failed | Cancelled. Jobs live in memory:
-//! after a coordinator restart the list is empty, and workers stop the jobs whose control
-//! stream closed (recovery from checkpoints is future work).
+//! Lifecycle of a job: Deploying → Running → Finished | Failed | Cancelled; a running
+//! job goes through *restarting* (cancelled everywhere, redeployed from a checkpoint as
+//! deployment `ID-rN`) after a failure, a rescale or a coordinator restart. Jobs, their
+//! retained checkpoints and the savepoints are persisted in `jobs.json` in the
+//! coordinator's data directory before they count: a checkpoint is complete only once
+//! every part is durable in the checkpoint store *and* it is recorded there. A restarted
+//! coordinator redeploys every job that was running from its last checkpoint.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +22,18 @@ use std::time::Duration;
 use ringflow_net::{Endpoint, FramedRecv, FramedSend};
 use ringflow_proto::{
     CheckpointPart, ClusterView, CompletedCheckpoint, JobControl, JobInfo, JobPrepare, JobReport,
-    JobState, JobWorker, PeerRole, RestoreFrom, StreamOpen, VertexStatus,
+    JobState, JobWorker, PeerRole, RestoreFrom, SavepointInfo, StreamOpen, VertexStatus,
 };
 use ringflow_ring::{PartitionId, WorkerId};
-use ringflow_stream::JobSpec;
-use tokio::sync::{mpsc, watch};
+use ringflow_stream::{JobSpec, RescaleMode};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::now_ms;
+use crate::config::JobDefaults;
 use crate::net::open_service_stream;
+use crate::persist::{read_json, write_json};
+use crate::ClusterError;
 use ringflow_proto::STREAM_SERVICE;
 
 /// Longest wait for a worker to prepare its part of a job.
@@ -31,9 +42,46 @@ const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most jobs kept (oldest terminal jobs are forgotten first).
 const MAX_JOBS: usize = 1000;
 
-/// Completed checkpoints a job keeps to restart from (the newest first, then older ones
-/// if a part of it cannot be read).
-const RETAINED_CHECKPOINTS: usize = 3;
+/// Longest a savepoint or rescale request waits for its checkpoint.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Longest a restart waits for the replaced deployment's live workers to stop it.
+const STOP_WAIT: Duration = Duration::from_secs(12);
+
+/// After a coordinator restart, longest a job waits for its workers to come back
+/// before it is redeployed on whichever are live.
+const RECOVERY_WAIT: Duration = Duration::from_secs(20);
+
+/// The file in the coordinator's data directory.
+pub(crate) const JOBS_FILE: &str = "jobs.json";
+
+/// Someone waiting for the checkpoint in progress.
+enum Waiter {
+    /// `job savepoint`: keep the checkpoint as a savepoint (and stop the job).
+    Savepoint {
+        stop: bool,
+        reply: oneshot::Sender<Result<SavepointInfo, String>>,
+    },
+    /// A rescale: restart from the checkpoint on the current membership.
+    Rescale {
+        reply: Option<oneshot::Sender<Result<JobInfo, String>>>,
+    },
+}
+
+impl Waiter {
+    fn fail(self, why: &str) {
+        match self {
+            Waiter::Savepoint { reply, .. } => {
+                let _ = reply.send(Err(why.to_owned()));
+            }
+            Waiter::Rescale { reply } => {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(why.to_owned()));
+                }
+            }
+        }
+    }
+}
 
 /// A checkpoint the coordinator started and waits for.
 struct InFlight {
@@ -41,17 +89,28 @@ struct InFlight {
     started_ms: u64,
     /// Per worker: its stored parts and longest alignment, once it reported.
     acks: Vec<Option<(Vec<CheckpointPart>, u64)>>,
+    waiters: Vec<Waiter>,
+}
+
+/// Why a job is redeployed.
+enum Restart {
+    /// A worker was lost or failed (counts against `restart_attempts`, waits the backoff).
+    Failure(String),
+    /// Moved to the current membership.
+    Rescale(Option<oneshot::Sender<Result<JobInfo, String>>>),
+    /// The coordinator restarted.
+    Recovery,
 }
 
 struct JobRecord {
     info: JobInfo,
-    /// The spec (kept to redeploy it).
+    /// The spec (kept to redeploy it), with the cluster defaults applied.
     spec: JobSpec,
     /// Which deployment of the job runs now (0, then one more per restart); reports of an
     /// older one are ignored.
     attempt: u32,
     /// The last completed checkpoints, newest last (a restart tries the newest first).
-    retained: std::collections::VecDeque<CompletedCheckpoint>,
+    retained: VecDeque<CompletedCheckpoint>,
     /// The checkpoint in progress, if any (one at a time).
     in_flight: Option<InFlight>,
     /// The number of the next checkpoint.
@@ -61,9 +120,48 @@ struct JobRecord {
     finished: Vec<bool>,
     controls: Vec<mpsc::UnboundedSender<JobControl>>,
     vertex_names: Vec<String>,
+    /// Workers whose control stream (of any deployment) is still open.
+    open: Rc<RefCell<Vec<WorkerId>>>,
+    /// A rescale was asked for and is not done.
+    rescaling: bool,
+}
+
+/// What `jobs.json` holds.
+#[derive(Default, Serialize, Deserialize)]
+struct Persisted {
+    counter: u64,
+    jobs: Vec<PersistedJob>,
+    savepoints: Vec<SavepointInfo>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PersistedJob {
+    info: JobInfo,
+    spec: JobSpec,
+    attempt: u32,
+    retained: Vec<CompletedCheckpoint>,
+    next_checkpoint: u64,
 }
 
 impl JobRecord {
+    fn new(info: JobInfo, spec: JobSpec, attempt: u32) -> Self {
+        let n = info.workers.len();
+        JobRecord {
+            vertex_names: spec.vertices.iter().map(|v| v.name.clone()).collect(),
+            info,
+            spec,
+            attempt,
+            retained: VecDeque::new(),
+            in_flight: None,
+            next_checkpoint: 1,
+            per_worker: vec![Vec::new(); n],
+            finished: vec![false; n],
+            controls: Vec::new(),
+            open: Rc::default(),
+            rescaling: false,
+        }
+    }
+
     fn refresh(&mut self) {
         let mut merged: Vec<VertexStatus> = self
             .vertex_names
@@ -97,7 +195,11 @@ impl JobRecord {
             }
             tracing::warn!(job = %self.info.id, checkpoint = f.id, "checkpoint timed out");
             self.info.checkpoints.failed += 1;
-            self.in_flight = None;
+            if let Some(f) = self.in_flight.take() {
+                for w in f.waiters {
+                    w.fail("the checkpoint timed out");
+                }
+            }
         }
         let id = self.next_checkpoint;
         self.next_checkpoint += 1;
@@ -110,50 +212,84 @@ impl JobRecord {
             id,
             started_ms: now,
             acks,
+            waiters: Vec::new(),
         });
         for c in &self.controls {
             let _ = c.send(JobControl::Checkpoint { id });
         }
     }
 
-    /// Worker `i` stored its part of checkpoint `id` (or has nothing left to store).
-    fn checkpoint_ack(&mut self, i: usize, id: u64, parts: Vec<CheckpointPart>, alignment: u64) {
-        let Some(f) = self.in_flight.as_mut().filter(|f| f.id == id) else {
+    /// `w` waits for the checkpoint in progress, or for one started now.
+    fn request_checkpoint(&mut self, w: Waiter) {
+        if self.controls.is_empty() {
+            w.fail("the job is being redeployed: try again in a moment");
             return;
-        };
+        }
+        if self.in_flight.is_none() {
+            self.trigger_checkpoint(now_ms(), u64::MAX);
+        }
+        match self.in_flight.as_mut() {
+            Some(f) => f.waiters.push(w),
+            None => w.fail("no checkpoint could be started"),
+        }
+    }
+
+    /// Worker `i` stored its part of checkpoint `id` (or has nothing left to store);
+    /// the checkpoint and its waiters once every worker has.
+    fn checkpoint_ack(
+        &mut self,
+        i: usize,
+        id: u64,
+        parts: Vec<CheckpointPart>,
+        alignment: u64,
+    ) -> Option<(CompletedCheckpoint, Vec<Waiter>)> {
+        let f = self.in_flight.as_mut().filter(|f| f.id == id)?;
         if let Some(slot) = f.acks.get_mut(i) {
             *slot = Some((parts, alignment));
         }
-        if f.acks.iter().all(Option::is_some) {
-            let now = now_ms();
-            let f = self.in_flight.take().unwrap_or_else(|| unreachable!());
-            let mut done = CompletedCheckpoint {
-                id,
-                completed_ms: now,
-                duration_ms: now.saturating_sub(f.started_ms),
-                ..CompletedCheckpoint::default()
-            };
-            for (parts, alignment) in f.acks.into_iter().flatten() {
-                done.alignment_ms = done.alignment_ms.max(alignment);
-                done.size_bytes += parts.iter().map(|p| p.bytes).sum::<u64>();
-                done.parts.extend(parts);
-            }
-            tracing::debug!(job = %self.info.id, checkpoint = id, bytes = done.size_bytes, "checkpoint completed");
-            self.info.checkpoints.completed += 1;
-            self.info.checkpoints.last = Some(done.clone());
-            self.retained.push_back(done);
-            while self.retained.len() > RETAINED_CHECKPOINTS {
-                self.retained.pop_front();
-            }
+        if !f.acks.iter().all(Option::is_some) {
+            return None;
         }
+        let now = now_ms();
+        let f = self.in_flight.take()?;
+        let mut done = CompletedCheckpoint {
+            id,
+            completed_ms: now,
+            duration_ms: now.saturating_sub(f.started_ms),
+            ..CompletedCheckpoint::default()
+        };
+        for (parts, alignment) in f.acks.into_iter().flatten() {
+            done.alignment_ms = done.alignment_ms.max(alignment);
+            done.size_bytes += parts.iter().map(|p| p.bytes).sum::<u64>();
+            done.parts.extend(parts);
+        }
+        Some((done, f.waiters))
     }
 
     /// Worker `i` could not store its part of checkpoint `id`.
     fn checkpoint_failed(&mut self, i: usize, id: u64, reason: &str) {
         if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
             tracing::warn!(job = %self.info.id, checkpoint = id, worker = i, %reason, "checkpoint failed");
-            self.in_flight = None;
             self.info.checkpoints.failed += 1;
+            if let Some(f) = self.in_flight.take() {
+                for w in f.waiters {
+                    w.fail(&format!("the checkpoint failed: {reason}"));
+                }
+            }
+        }
+    }
+
+    /// Cancels the running deployment (its workers stop it); in-flight waiters fail.
+    fn cancel_deployment(&mut self, reason: &str) {
+        if let Some(f) = self.in_flight.take() {
+            for w in f.waiters {
+                w.fail(reason);
+            }
+        }
+        for c in self.controls.drain(..) {
+            let _ = c.send(JobControl::Cancel {
+                reason: reason.to_owned(),
+            });
         }
     }
 
@@ -164,12 +300,96 @@ impl JobRecord {
         self.info.state = state;
         self.info.reason = reason.clone();
         self.info.ended_ms = Some(now_ms());
+        self.rescaling = false;
         let r = reason.unwrap_or_else(|| state.as_str().to_owned());
-        for c in &self.controls {
-            let _ = c.send(JobControl::Cancel { reason: r.clone() });
-        }
-        self.controls.clear();
+        self.cancel_deployment(&r);
     }
+
+    /// The job's info with the checkpoint in progress.
+    fn shown(&self) -> JobInfo {
+        let mut info = self.info.clone();
+        info.checkpoints.in_progress = self.in_flight.as_ref().map(|f| (f.id, f.started_ms));
+        info
+    }
+
+    fn persisted(&self) -> PersistedJob {
+        PersistedJob {
+            info: self.info.clone(),
+            spec: self.spec.clone(),
+            attempt: self.attempt,
+            retained: self.retained.iter().cloned().collect(),
+            next_checkpoint: self.next_checkpoint,
+        }
+    }
+}
+
+/// What a failure costs the output of `spec` (shown by `job status`).
+fn guarantee(spec: &JobSpec) -> String {
+    if spec.settings.checkpoint_interval() == 0 {
+        return "none: no checkpoints, a failure fails the job".into();
+    }
+    let named = |ops: &[&str]| -> Vec<String> {
+        spec.vertices
+            .iter()
+            .filter(|v| ops.contains(&v.operator.as_str()))
+            .map(|v| format!("{} ({})", v.name, v.operator))
+            .collect()
+    };
+    let lossy = named(&["source.tcp", "source.client"]);
+    let repeating = named(&["sink.stdout", "sink.tcp", "sink.client"]);
+    match (lossy.is_empty(), repeating.is_empty()) {
+        (true, true) => "exactly-once".into(),
+        (true, false) => format!(
+            "at-least-once: {} may write again what came after the last checkpoint",
+            repeating.join(", ")
+        ),
+        (false, _) => format!(
+            "at-most-once: {} cannot replay what came after the last checkpoint",
+            lossy.join(", ")
+        ),
+    }
+}
+
+/// The vertices with state in `cp`, with their operators.
+fn stateful_vertices(spec: &JobSpec, cp: &CompletedCheckpoint) -> Vec<(String, String)> {
+    let names: BTreeSet<&str> = cp
+        .parts
+        .iter()
+        .filter(|p| p.stateful)
+        .map(|p| p.vertex.as_str())
+        .collect();
+    spec.vertices
+        .iter()
+        .filter(|v| names.contains(v.name.as_str()))
+        .map(|v| (v.name.clone(), v.operator.clone()))
+        .collect()
+}
+
+/// Refuses to start `spec` from `sp` unless every vertex with state in it is in the spec
+/// under the same name and operator.
+fn check_savepoint(spec: &JobSpec, sp: &SavepointInfo) -> Result<(), String> {
+    for (name, op) in &sp.stateful {
+        match spec.vertices.iter().find(|v| &v.name == name) {
+            Some(v) if &v.operator == op => {}
+            Some(v) => {
+                return Err(format!(
+                    "savepoint {} holds the state of vertex '{name}' ({op}), but the spec's \
+                     '{name}' is {}: a job started from a savepoint must keep the names and \
+                     operators of its stateful vertices",
+                    sp.id, v.operator
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "savepoint {} holds the state of vertex '{name}' ({op}), which the spec \
+                     does not have: a job started from a savepoint must keep the names and \
+                     operators of its stateful vertices",
+                    sp.id
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Deploys and tracks jobs. Lives on the coordinator's network Arbiter.
@@ -179,24 +399,66 @@ pub(crate) struct JobManager {
     cluster: String,
     views: watch::Receiver<Arc<ClusterView>>,
     jobs: RefCell<BTreeMap<String, Rc<RefCell<JobRecord>>>>,
+    savepoints: RefCell<BTreeMap<String, SavepointInfo>>,
     counter: Cell<u64>,
+    /// `jobs.json`; none in tests that persist nothing.
+    file: Option<PathBuf>,
+    defaults: JobDefaults,
 }
 
 impl JobManager {
+    /// The job manager, with the jobs and savepoints persisted in `data_dir` (jobs that
+    /// were running are redeployed from their last checkpoint).
     pub fn new(
         endpoint: Endpoint,
         name: String,
         cluster: String,
         views: watch::Receiver<Arc<ClusterView>>,
-    ) -> Rc<Self> {
+        data_dir: Option<PathBuf>,
+        defaults: JobDefaults,
+    ) -> Result<Rc<Self>, ClusterError> {
+        let file = data_dir.map(|d| d.join(JOBS_FILE));
+        let persisted: Persisted = match &file {
+            Some(f) => read_json(f)?.unwrap_or_default(),
+            None => Persisted::default(),
+        };
         let jm = Rc::new(JobManager {
             endpoint,
             name,
             cluster,
             views,
             jobs: RefCell::new(BTreeMap::new()),
-            counter: Cell::new(0),
+            savepoints: RefCell::new(
+                persisted
+                    .savepoints
+                    .into_iter()
+                    .map(|s| (s.id.clone(), s))
+                    .collect(),
+            ),
+            counter: Cell::new(persisted.counter),
+            file,
+            defaults,
         });
+        let mut resume = Vec::new();
+        for p in persisted.jobs {
+            let running = !p.info.state.is_terminal();
+            let mut rec = JobRecord::new(p.info, p.spec, p.attempt);
+            rec.retained = p.retained.into();
+            rec.next_checkpoint = p.next_checkpoint;
+            rec.refresh();
+            let rec = Rc::new(RefCell::new(rec));
+            if running {
+                resume.push(rec.clone());
+            }
+            let id = rec.borrow().info.id.clone();
+            jm.jobs.borrow_mut().insert(id, rec);
+        }
+        if !resume.is_empty() {
+            tracing::info!(jobs = resume.len(), "recovering the jobs that were running");
+        }
+        for rec in resume {
+            actix_rt::spawn(jm.clone().resume(rec));
+        }
         let weak = Rc::downgrade(&jm);
         let mut views = jm.views.clone();
         actix_rt::spawn(async move {
@@ -206,14 +468,77 @@ impl JobManager {
                 jm.on_view(&view);
             }
         });
-        jm
+        Ok(jm)
     }
 
-    /// Restarts (or fails) running jobs that lost a worker.
+    /// Writes `jobs.json`; false (logged) if it could not.
+    fn persist(&self) -> bool {
+        let Some(file) = &self.file else {
+            return true;
+        };
+        let p = Persisted {
+            counter: self.counter.get(),
+            jobs: self
+                .jobs
+                .borrow()
+                .values()
+                .map(|r| r.borrow().persisted())
+                .collect(),
+            savepoints: self.savepoints.borrow().values().cloned().collect(),
+        };
+        match write_json(file, &p) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "could not persist the jobs");
+                false
+            }
+        }
+    }
+
+    /// A job that ran when the coordinator stopped: once its workers are back (or after
+    /// [`RECOVERY_WAIT`]), redeployed from its last checkpoint, or failed if it takes
+    /// none.
+    async fn resume(self: Rc<Self>, rec: Rc<RefCell<JobRecord>>) {
+        let workers = rec.borrow().info.workers.clone();
+        let deadline = tokio::time::Instant::now() + RECOVERY_WAIT;
+        let mut views = self.views.clone();
+        loop {
+            let all_back = {
+                let v = views.borrow_and_update();
+                workers.iter().all(|w| v.has_peer(w))
+            };
+            if all_back {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, views.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let interval = rec.borrow().spec.settings.checkpoint_interval();
+        if interval == 0 {
+            self.finish_job(
+                &rec,
+                JobState::Failed,
+                Some(
+                    "the coordinator restarted, and the job takes no checkpoints to recover from"
+                        .into(),
+                ),
+            );
+            return;
+        }
+        actix_rt::spawn(checkpoint_timer(rec.clone(), interval));
+        self.restart(&rec, Restart::Recovery);
+    }
+
+    /// Restarts (or fails) running jobs that lost a worker; rescales `auto` jobs whose
+    /// membership changed.
     fn on_view(self: &Rc<Self>, view: &ClusterView) {
         let mut lost_ones = Vec::new();
         for rec in self.jobs.borrow().values() {
-            let r = rec.borrow();
+            let mut r = rec.borrow_mut();
             if r.info.state.is_terminal() || r.controls.is_empty() {
                 continue;
             }
@@ -231,6 +556,15 @@ impl JobManager {
                     r.attempt,
                     format!("worker {w} left the cluster (dead or leaving) while the job ran"),
                 ));
+                continue;
+            }
+            let auto = r.spec.settings.rescale == RescaleMode::Auto
+                && r.spec.settings.checkpoint_interval() > 0;
+            let joined = view.peers.iter().any(|p| !r.info.workers.contains(&p.id));
+            if auto && joined && !r.rescaling && !r.finished.iter().any(|f| *f) {
+                tracing::info!(job = %r.info.id, "a worker joined: rescaling the job");
+                r.rescaling = true;
+                r.request_checkpoint(Waiter::Rescale { reply: None });
             }
         }
         for (rec, attempt, reason) in lost_ones {
@@ -248,43 +582,82 @@ impl JobManager {
         attempt: u32,
         reason: String,
     ) {
+        {
+            let r = rec.borrow_mut();
+            if r.attempt != attempt || r.info.state.is_terminal() {
+                return;
+            }
+            let s = r.spec.settings.clone();
+            let checkpointed = s.checkpoint_interval() > 0;
+            if !checkpointed || r.info.restarts >= s.restart_attempts {
+                let reason = if checkpointed {
+                    format!("{reason} (after {} restarts)", r.info.restarts)
+                } else {
+                    reason
+                };
+                tracing::warn!(job = %r.info.id, %reason, "job failed");
+                drop(r);
+                self.finish_job(rec, JobState::Failed, Some(reason));
+                return;
+            }
+        }
+        self.restart(rec, Restart::Failure(reason));
+    }
+
+    /// Cancels the running deployment and redeploys the job on the live workers from
+    /// its newest readable checkpoint (after the backoff, for a failure), once the live
+    /// workers of the old deployment have stopped it.
+    fn restart(self: &Rc<Self>, rec: &Rc<RefCell<JobRecord>>, why: Restart) {
         let mut r = rec.borrow_mut();
-        if r.attempt != attempt || r.info.state.is_terminal() {
-            return;
-        }
-        let s = r.spec.settings.clone();
-        if s.checkpoint_interval_ms == 0 || r.info.restarts >= s.restart_attempts {
-            let reason = if s.checkpoint_interval_ms > 0 {
-                format!("{reason} (after {} restarts)", r.info.restarts)
-            } else {
-                reason
-            };
-            tracing::warn!(job = %r.info.id, %reason, "job failed");
-            r.end(JobState::Failed, Some(reason));
-            return;
-        }
         r.attempt += 1;
-        r.info.restarts += 1;
-        r.in_flight = None;
-        r.info.reason = Some(format!("restarted after: {reason}"));
-        for c in r.controls.drain(..) {
-            let _ = c.send(JobControl::Cancel {
-                reason: format!("restarting: {reason}"),
-            });
-        }
+        let backoff = match &why {
+            Restart::Failure(reason) => {
+                r.info.restarts += 1;
+                r.info.reason = Some(format!("restarted after: {reason}"));
+                tracing::warn!(job = %r.info.id, %reason, restart = r.info.restarts, "restarting the job from its last checkpoint");
+                r.cancel_deployment(&format!("restarting: {reason}"));
+                Duration::from_millis(r.spec.settings.restart_backoff_ms)
+            }
+            Restart::Rescale(_) => {
+                tracing::info!(job = %r.info.id, "rescaling: stopping the job");
+                r.cancel_deployment("rescaling");
+                Duration::ZERO
+            }
+            Restart::Recovery => Duration::ZERO,
+        };
         let next = r.attempt;
-        tracing::warn!(job = %r.info.id, %reason, restart = r.info.restarts, "restarting the job from its last checkpoint");
+        let open = r.open.clone();
         drop(r);
+        let started = tokio::time::Instant::now();
         let (jm, rec) = (self.clone(), rec.clone());
         actix_rt::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(s.restart_backoff_ms)).await;
-            jm.redeploy(rec, next).await;
+            tokio::time::sleep(backoff).await;
+            // The old deployment must be stopped where it still runs before its state is
+            // restored (a sink still writing would race the restored one).
+            let deadline = started + backoff.max(STOP_WAIT);
+            loop {
+                let running = {
+                    let view = jm.views.borrow();
+                    open.borrow().iter().any(|w| view.has_peer(w))
+                };
+                if !running || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            jm.redeploy(rec, next, why, started).await;
         });
     }
 
     /// Deploys a restarted job from its newest readable checkpoint (from the start if it
     /// completed none).
-    async fn redeploy(self: Rc<Self>, rec: Rc<RefCell<JobRecord>>, attempt: u32) {
+    async fn redeploy(
+        self: Rc<Self>,
+        rec: Rc<RefCell<JobRecord>>,
+        attempt: u32,
+        why: Restart,
+        stopped: tokio::time::Instant,
+    ) {
         let (spec, id, mut candidates) = {
             let r = rec.borrow();
             let c: Vec<Option<CompletedCheckpoint>> = if r.retained.is_empty() {
@@ -294,16 +667,21 @@ impl JobManager {
             };
             (r.spec.clone(), r.info.id.clone(), c.into_iter())
         };
-        let deployment = format!("{id}-r{attempt}");
         let mut last = String::new();
-        for from in candidates.by_ref() {
+        for (k, from) in candidates.by_ref().enumerate() {
+            // Each try is a deployment of its own: workers of a refused one may still be
+            // dropping it when the next is prepared.
+            let deployment = match k {
+                0 => format!("{id}-r{attempt}"),
+                k => format!("{id}-r{attempt}-{k}"),
+            };
             let restore = from.as_ref().map(|c| RestoreFrom {
                 checkpoint: c.id,
                 parts: c.parts.clone(),
             });
             match self.deploy(&spec, &deployment, restore).await {
                 Ok((workers, streams)) => {
-                    {
+                    let info = {
                         let mut r = rec.borrow_mut();
                         if r.attempt != attempt || r.info.state.is_terminal() {
                             return;
@@ -312,10 +690,22 @@ impl JobManager {
                         r.per_worker = vec![Vec::new(); workers.len()];
                         r.finished = vec![false; workers.len()];
                         r.info.restored_from = from.as_ref().map(|c| c.id);
+                        r.info.state = JobState::Running;
+                        if let Restart::Rescale(_) = &why {
+                            r.info.rescales += 1;
+                            r.info.last_rescale_pause_ms =
+                                Some(stopped.elapsed().as_millis() as u64);
+                            r.rescaling = false;
+                        }
                         r.refresh();
-                    }
-                    tracing::info!(job = %id, attempt, from = ?from.as_ref().map(|c| c.id), workers = workers.len(), "job redeployed");
+                        r.info.clone()
+                    };
+                    tracing::info!(job = %id, attempt, from = ?from.as_ref().map(|c| c.id), workers = workers.len(), pause_ms = stopped.elapsed().as_millis() as u64, "job redeployed");
                     self.launch(&rec, attempt, streams);
+                    self.persist();
+                    if let Restart::Rescale(Some(reply)) = why {
+                        let _ = reply.send(Ok(info));
+                    }
                     return;
                 }
                 Err(e) => {
@@ -329,7 +719,134 @@ impl JobManager {
                 }
             }
         }
+        if let Restart::Rescale(Some(reply)) = why {
+            let _ = reply.send(Err(format!("redeploying: {last}")));
+        }
+        rec.borrow_mut().rescaling = false;
         self.fail_or_restart(&rec, attempt, format!("redeploying: {last}"));
+    }
+
+    /// A checkpoint of `rec` is complete on every worker: recorded durably, older ones
+    /// beyond the retained count deleted, and its waiters served.
+    fn completed(
+        self: &Rc<Self>,
+        rec: &Rc<RefCell<JobRecord>>,
+        done: CompletedCheckpoint,
+        waiters: Vec<Waiter>,
+    ) {
+        let keep = self.defaults.checkpoints_retained.max(1);
+        let (job, job_name, dropped) = {
+            let mut r = rec.borrow_mut();
+            r.retained.push_back(done.clone());
+            let mut dropped = Vec::new();
+            while r.retained.len() > keep {
+                dropped.extend(r.retained.pop_front());
+            }
+            (r.info.id.clone(), r.info.name.clone(), dropped)
+        };
+        let mut saves = Vec::new();
+        let mut rescale = None;
+        for w in waiters {
+            match w {
+                Waiter::Savepoint { stop, reply } => {
+                    let sp = SavepointInfo {
+                        id: format!("sp-{job}-{}", done.id),
+                        job: job.clone(),
+                        job_name: job_name.clone(),
+                        stateful: stateful_vertices(&rec.borrow().spec, &done),
+                        checkpoint: done.clone(),
+                    };
+                    self.savepoints
+                        .borrow_mut()
+                        .insert(sp.id.clone(), sp.clone());
+                    saves.push((sp, stop, reply));
+                }
+                Waiter::Rescale { reply } => rescale = Some(reply),
+            }
+        }
+        if !self.persist() {
+            // Not recorded: it does not count (the parts stay until the job ends).
+            let mut r = rec.borrow_mut();
+            r.retained.pop_back();
+            r.info.checkpoints.failed += 1;
+            for (sp, _, reply) in saves {
+                self.savepoints.borrow_mut().remove(&sp.id);
+                let _ = reply.send(Err("the coordinator could not record the savepoint".into()));
+            }
+            r.rescaling = false;
+            return;
+        }
+        {
+            let mut r = rec.borrow_mut();
+            tracing::debug!(job = %r.info.id, checkpoint = done.id, bytes = done.size_bytes, "checkpoint completed");
+            r.info.checkpoints.completed += 1;
+            r.info.checkpoints.last = Some(done);
+        }
+        self.discard(rec, dropped);
+        for (sp, stop, reply) in saves {
+            tracing::info!(job = %job, savepoint = %sp.id, "savepoint taken");
+            if stop {
+                self.finish_job(
+                    rec,
+                    JobState::Cancelled,
+                    Some(format!("stopped with savepoint {}", sp.id)),
+                );
+            }
+            let _ = reply.send(Ok(sp));
+        }
+        if let Some(reply) = rescale {
+            if rec.borrow().info.state.is_terminal() {
+                if let Some(r) = reply {
+                    let _ = r.send(Err("the job ended".into()));
+                }
+            } else {
+                self.restart(rec, Restart::Rescale(reply));
+            }
+        }
+    }
+
+    /// The store keys that savepoints hold (never deleted with a job's checkpoints).
+    fn kept_keys(&self) -> BTreeSet<String> {
+        self.savepoints
+            .borrow()
+            .values()
+            .flat_map(|s| s.checkpoint.parts.iter().map(|p| p.key.clone()))
+            .collect()
+    }
+
+    /// Deletes the parts of `dropped` checkpoints from the store (through the first
+    /// worker of the job), except those a savepoint keeps.
+    fn discard(&self, rec: &Rc<RefCell<JobRecord>>, dropped: Vec<CompletedCheckpoint>) {
+        let kept = self.kept_keys();
+        let parts: Vec<CheckpointPart> = dropped
+            .into_iter()
+            .flat_map(|c| c.parts)
+            .filter(|p| !kept.contains(&p.key))
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        let r = rec.borrow();
+        match r.controls.first() {
+            Some(c) => {
+                let _ = c.send(JobControl::Discard { parts });
+            }
+            None => {
+                tracing::debug!(job = %r.info.id, parts = parts.len(), "no worker to delete old checkpoint parts")
+            }
+        }
+    }
+
+    /// Ends a job: its retained checkpoints are deleted (asked of a worker before the
+    /// cancel), and the end is persisted.
+    fn finish_job(&self, rec: &Rc<RefCell<JobRecord>>, state: JobState, reason: Option<String>) {
+        if rec.borrow().info.state.is_terminal() {
+            return;
+        }
+        let dropped: Vec<CompletedCheckpoint> = rec.borrow_mut().retained.drain(..).collect();
+        self.discard(rec, dropped);
+        rec.borrow_mut().end(state, reason);
+        self.persist();
     }
 
     /// Every job, oldest first.
@@ -337,55 +854,200 @@ impl JobManager {
         self.jobs
             .borrow()
             .values()
-            .map(|r| r.borrow().info.clone())
+            .map(|r| r.borrow().shown())
             .collect()
     }
 
     /// One job.
     pub fn get(&self, id: &str) -> Option<JobInfo> {
-        self.jobs.borrow().get(id).map(|r| r.borrow().info.clone())
+        self.jobs.borrow().get(id).map(|r| r.borrow().shown())
     }
 
     /// Cancels a job; returns its info, or `None` when unknown.
     pub fn cancel(&self, id: &str) -> Option<JobInfo> {
         let rec = self.jobs.borrow().get(id).cloned()?;
-        let mut r = rec.borrow_mut();
-        r.end(JobState::Cancelled, Some("cancelled by a user".into()));
-        Some(r.info.clone())
+        self.finish_job(
+            &rec,
+            JobState::Cancelled,
+            Some("cancelled by a user".into()),
+        );
+        let info = rec.borrow().info.clone();
+        Some(info)
     }
 
-    /// Validates the spec on every worker, then starts it. Errors are for the submitter.
-    pub async fn submit(self: Rc<Self>, spec_json: String) -> Result<JobInfo, String> {
-        let spec = JobSpec::from_json(&spec_json).map_err(|e| e.to_string())?;
+    /// Every savepoint, oldest job first.
+    pub fn savepoints(&self) -> Vec<SavepointInfo> {
+        self.savepoints.borrow().values().cloned().collect()
+    }
+
+    /// Deletes a savepoint: forgotten, and its parts deleted from the store through a
+    /// worker of a running job if there is one (else they stay in the store).
+    pub fn delete_savepoint(&self, id: &str) -> Result<Vec<SavepointInfo>, String> {
+        let sp = self
+            .savepoints
+            .borrow_mut()
+            .remove(id)
+            .ok_or_else(|| format!("no savepoint {id}"))?;
+        if !self.persist() {
+            self.savepoints.borrow_mut().insert(sp.id.clone(), sp);
+            return Err("the coordinator could not record the deletion".into());
+        }
+        // Parts a job still retains (it was restored from the savepoint) stay.
+        let retained: BTreeSet<String> = self
+            .jobs
+            .borrow()
+            .values()
+            .flat_map(|r| {
+                r.borrow()
+                    .retained
+                    .iter()
+                    .flat_map(|c| c.parts.iter().map(|p| p.key.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut cp = sp.checkpoint;
+        cp.parts.retain(|p| !retained.contains(&p.key));
+        let carrier = self
+            .jobs
+            .borrow()
+            .values()
+            .find(|r| !r.borrow().controls.is_empty())
+            .cloned();
+        match carrier {
+            Some(rec) => self.discard(&rec, vec![cp]),
+            None => {
+                tracing::warn!(savepoint = %id, "no running job to delete the savepoint's parts through: they stay in the store")
+            }
+        }
+        Ok(self.savepoints())
+    }
+
+    /// Takes a savepoint of a running job (a checkpoint kept until it is deleted), then
+    /// cancels the job if `stop`.
+    pub async fn savepoint(self: Rc<Self>, id: &str, stop: bool) -> Result<SavepointInfo, String> {
+        let rec = self
+            .jobs
+            .borrow()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| format!("no job {id}"))?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut r = rec.borrow_mut();
+            if r.info.state.is_terminal() {
+                return Err(format!("job {id} is {}", r.info.state.as_str()));
+            }
+            r.request_checkpoint(Waiter::Savepoint { stop, reply: tx });
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err("the savepoint was abandoned (the job restarted)".into()),
+            Err(_) => Err(format!(
+                "the savepoint did not complete within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// Moves a running job to the current membership: a checkpoint, then a restart from
+    /// it on the live workers. Answers once the job runs again.
+    pub async fn rescale(self: Rc<Self>, id: &str) -> Result<JobInfo, String> {
+        let rec = self
+            .jobs
+            .borrow()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| format!("no job {id}"))?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut r = rec.borrow_mut();
+            if r.info.state.is_terminal() {
+                return Err(format!("job {id} is {}", r.info.state.as_str()));
+            }
+            if r.rescaling {
+                return Err(format!("job {id} is already being rescaled"));
+            }
+            if r.finished.iter().any(|f| *f) {
+                return Err(format!(
+                    "job {id} is finishing (some of its instances are done): too late to rescale"
+                ));
+            }
+            r.rescaling = true;
+            r.request_checkpoint(Waiter::Rescale { reply: Some(tx) });
+        }
+        let out = match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err("the rescale was abandoned (the job restarted)".into()),
+            Err(_) => Err(format!(
+                "the rescale did not complete within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            )),
+        };
+        if out.is_err() {
+            rec.borrow_mut().rescaling = false;
+        }
+        out
+    }
+
+    /// Validates the spec on every worker, then starts it (restored from a savepoint if
+    /// asked). Errors are for the submitter.
+    pub async fn submit(
+        self: Rc<Self>,
+        spec_json: String,
+        from_savepoint: Option<String>,
+    ) -> Result<JobInfo, String> {
+        let mut spec = JobSpec::from_json(&spec_json).map_err(|e| e.to_string())?;
+        if spec.settings.checkpoint_interval_ms.is_none() {
+            spec.settings.checkpoint_interval_ms = Some(self.defaults.checkpoint_interval_ms);
+        }
+        if spec.settings.rescale == RescaleMode::Auto && spec.settings.checkpoint_interval() == 0 {
+            return Err(
+                "settings.rescale = \"auto\" needs checkpoints: set checkpoint_interval_ms".into(),
+            );
+        }
+        let savepoint = match &from_savepoint {
+            Some(sp) => {
+                let s = self.savepoints.borrow().get(sp).cloned().ok_or_else(|| {
+                    format!("no savepoint {sp} (`ringflow job savepoints` lists them)")
+                })?;
+                check_savepoint(&spec, &s)?;
+                Some(s)
+            }
+            None => None,
+        };
         let n = self.counter.get() + 1;
         self.counter.set(n);
         let id = format!("job-{:x}-{n}", now_ms() / 1000);
-        let (workers, streams) = self.deploy(&spec, &id, None).await?;
-        let rec = Rc::new(RefCell::new(JobRecord {
-            info: JobInfo {
-                id: id.clone(),
-                name: spec.name.clone(),
-                state: JobState::Running,
-                reason: None,
-                workers: workers.iter().map(|w| w.id.clone()).collect(),
-                submitted_ms: now_ms(),
-                ended_ms: None,
-                vertices: Vec::new(),
-                checkpoints: Default::default(),
-                restarts: 0,
-                restored_from: None,
-            },
-            spec: spec.clone(),
-            attempt: 0,
-            retained: Default::default(),
-            in_flight: None,
-            next_checkpoint: 1,
-            per_worker: vec![Vec::new(); workers.len()],
-            finished: vec![false; workers.len()],
-            controls: Vec::new(),
-            vertex_names: spec.vertices.iter().map(|v| v.name.clone()).collect(),
-        }));
-        rec.borrow_mut().refresh();
+        let restore = savepoint.as_ref().map(|s| RestoreFrom {
+            checkpoint: s.checkpoint.id,
+            parts: s.checkpoint.parts.clone(),
+        });
+        let (workers, streams) = self.deploy(&spec, &id, restore).await?;
+        let info = JobInfo {
+            id: id.clone(),
+            name: spec.name.clone(),
+            state: JobState::Running,
+            reason: None,
+            workers: workers.iter().map(|w| w.id.clone()).collect(),
+            submitted_ms: now_ms(),
+            ended_ms: None,
+            vertices: Vec::new(),
+            checkpoints: Default::default(),
+            restarts: 0,
+            restored_from: savepoint.as_ref().map(|s| s.checkpoint.id),
+            from_savepoint: from_savepoint.clone(),
+            guarantee: guarantee(&spec),
+            rescales: 0,
+            last_rescale_pause_ms: None,
+        };
+        let mut record = JobRecord::new(info, spec.clone(), 0);
+        if let Some(s) = &savepoint {
+            // Until its first checkpoint, a restart goes back to the savepoint.
+            record.retained.push_back(s.checkpoint.clone());
+            record.next_checkpoint = s.checkpoint.id + 1;
+        }
+        record.refresh();
+        let rec = Rc::new(RefCell::new(record));
         {
             let mut jobs = self.jobs.borrow_mut();
             if jobs.len() >= MAX_JOBS {
@@ -399,12 +1061,13 @@ impl JobManager {
             }
             jobs.insert(id.clone(), rec.clone());
         }
+        self.persist();
         self.launch(&rec, 0, streams);
-        let interval = spec.settings.checkpoint_interval_ms;
+        let interval = spec.settings.checkpoint_interval();
         if interval > 0 {
             actix_rt::spawn(checkpoint_timer(rec.clone(), interval));
         }
-        tracing::info!(job = %id, name = %spec.name, workers = workers.len(), "job started");
+        tracing::info!(job = %id, name = %spec.name, workers = workers.len(), from = ?from_savepoint, "job started");
         let info = rec.borrow().info.clone();
         Ok(info)
     }
@@ -419,12 +1082,30 @@ impl JobManager {
         for (i, (send, recv)) in streams.into_iter().enumerate() {
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = tx.send(JobControl::Start);
-            rec.borrow_mut().controls.push(tx);
+            let worker = {
+                let mut r = rec.borrow_mut();
+                r.controls.push(tx);
+                let w = r
+                    .info
+                    .workers
+                    .get(i)
+                    .cloned()
+                    .unwrap_or(WorkerId(String::new()));
+                r.open.borrow_mut().push(w.clone());
+                w
+            };
+            let open = OpenStream(rec.borrow().open.clone(), worker);
             actix_rt::spawn(write_controls(send, rx));
-            actix_rt::spawn(follow(Rc::downgrade(self), rec.clone(), i, attempt, recv));
+            actix_rt::spawn(follow(
+                Rc::downgrade(self),
+                rec.clone(),
+                i,
+                attempt,
+                recv,
+                open,
+            ));
         }
     }
-
     /// Prepares `spec` as deployment `deployment` on every live worker (instance `i` on
     /// the `i`-th by id, keys routed as the current assignment's primaries), restored
     /// from `restore` if given. The first refusal (it names the vertex) is the error.
@@ -557,6 +1238,18 @@ async fn write_controls(mut send: FramedSend, mut rx: mpsc::UnboundedReceiver<Jo
     let _ = send.finish();
 }
 
+/// Marks a worker's control stream open while it lives.
+struct OpenStream(Rc<RefCell<Vec<WorkerId>>>, WorkerId);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut open = self.0.borrow_mut();
+        if let Some(i) = open.iter().position(|w| *w == self.1) {
+            open.swap_remove(i);
+        }
+    }
+}
+
 /// Follows one worker's reports (deployment `attempt`) until its part ends.
 async fn follow(
     jm: std::rc::Weak<JobManager>,
@@ -564,6 +1257,7 @@ async fn follow(
     i: usize,
     attempt: u32,
     mut recv: FramedRecv,
+    _open: OpenStream,
 ) {
     loop {
         let msg = recv.recv::<JobReport>().await;
@@ -589,7 +1283,12 @@ async fn follow(
                 parts,
                 alignment_ms,
             })) => {
-                r.checkpoint_ack(i, id, parts, alignment_ms);
+                if let Some((done, waiters)) = r.checkpoint_ack(i, id, parts, alignment_ms) {
+                    drop(r);
+                    if let Some(jm) = jm.upgrade() {
+                        jm.completed(&rec, done, waiters);
+                    }
+                }
                 continue;
             }
             Ok(Some(JobReport::CheckpointFailed { id, reason })) => {
@@ -600,12 +1299,19 @@ async fn follow(
                 r.per_worker[i] = vertices;
                 r.finished[i] = true;
                 r.refresh();
-                if let Some(id) = r.in_flight.as_ref().map(|f| f.id) {
-                    r.checkpoint_ack(i, id, Vec::new(), 0);
+                let done = match r.in_flight.as_ref().map(|f| f.id) {
+                    Some(id) => r.checkpoint_ack(i, id, Vec::new(), 0),
+                    None => None,
+                };
+                let all = r.finished.iter().all(|f| *f) && !r.info.state.is_terminal();
+                drop(r);
+                let Some(jm) = jm.upgrade() else { return };
+                if let Some((done, waiters)) = done {
+                    jm.completed(&rec, done, waiters);
                 }
-                if r.finished.iter().all(|f| *f) && !r.info.state.is_terminal() {
-                    tracing::info!(job = %r.info.id, "job finished");
-                    r.end(JobState::Finished, None);
+                if all {
+                    tracing::info!(job = %rec.borrow().info.id, "job finished");
+                    jm.finish_job(&rec, JobState::Finished, None);
                 }
                 return;
             }

@@ -75,6 +75,8 @@ impl CoordinatorHandle {
         let listen = cfg.listen;
         let metrics_listen = cfg.metrics_listen;
         let metrics_stop = shutdown_rx.clone();
+        let data_dir = cfg.data_dir.clone();
+        let job_defaults = cfg.jobs.clone();
         let (local_addr, metrics_addr) = on_arbiter(&net.handle(), move || async move {
             let endpoint = Endpoint::bind(listen, &identity, &net_cfg)?;
             let local = endpoint.local_addr()?;
@@ -87,7 +89,9 @@ impl CoordinatorHandle {
                 name.clone(),
                 cluster.clone(),
                 views_rx.clone(),
-            );
+                Some(data_dir),
+                job_defaults,
+            )?;
             let handler = Rc::new(CoordinatorStreams {
                 actor: handler_addr,
                 views: views_rx,
@@ -216,8 +220,30 @@ impl CoordinatorStreams {
                     })
                 }
                 ControlMsg::Bye => return Ok(()),
-                ControlMsg::JobSubmit(s) => match self.jobs.clone().submit(s.spec_json).await {
+                ControlMsg::JobSubmit(s) => {
+                    match self
+                        .jobs
+                        .clone()
+                        .submit(s.spec_json, s.from_savepoint)
+                        .await
+                    {
+                        Ok(info) => ControlMsg::Job(info),
+                        Err(e) => error_msg(ErrorCode::BadRequest, e),
+                    }
+                }
+                ControlMsg::JobSavepoint { id, stop } => {
+                    match self.jobs.clone().savepoint(&id, stop).await {
+                        Ok(sp) => ControlMsg::Savepoint(sp),
+                        Err(e) => error_msg(ErrorCode::BadRequest, e),
+                    }
+                }
+                ControlMsg::JobRescale { id } => match self.jobs.clone().rescale(&id).await {
                     Ok(info) => ControlMsg::Job(info),
+                    Err(e) => error_msg(ErrorCode::BadRequest, e),
+                },
+                ControlMsg::SavepointList => ControlMsg::Savepoints(self.jobs.savepoints()),
+                ControlMsg::SavepointDelete { id } => match self.jobs.delete_savepoint(&id) {
+                    Ok(list) => ControlMsg::Savepoints(list),
                     Err(e) => error_msg(ErrorCode::BadRequest, e),
                 },
                 ControlMsg::JobList => ControlMsg::Jobs(self.jobs.list()),
@@ -368,6 +394,12 @@ pub fn variant_name(m: &ControlMsg) -> &'static str {
         ControlMsg::JobCancel { .. } => "JobCancel",
         ControlMsg::Job(_) => "Job",
         ControlMsg::Jobs(_) => "Jobs",
+        ControlMsg::JobSavepoint { .. } => "JobSavepoint",
+        ControlMsg::JobRescale { .. } => "JobRescale",
+        ControlMsg::SavepointList => "SavepointList",
+        ControlMsg::SavepointDelete { .. } => "SavepointDelete",
+        ControlMsg::Savepoint(_) => "Savepoint",
+        ControlMsg::Savepoints(_) => "Savepoints",
         ControlMsg::ForgetWorker { .. } => "ForgetWorker",
     }
 }

@@ -59,14 +59,20 @@ pub struct FileSink {
     writer: Option<BufWriter<File>>,
     unflushed: u64,
     throttle: Throttle,
-    /// Parts of earlier instances taken over at a restore: (`.tmp` path, final path).
-    adopted: Vec<(PathBuf, PathBuf)>,
+    /// Parts of earlier instances taken over at a restore: (`.tmp` path, final path,
+    /// length). They are complete: published with this instance's own part.
+    adopted: Vec<(PathBuf, PathBuf, u64)>,
+    /// This instance was restored from a checkpoint: a `.tmp` part under its own name
+    /// that it did not get back belongs to another instance, and its own part takes a
+    /// fresh name.
+    restored: bool,
 }
 
-/// A part's length at a checkpoint.
+/// A part's length at a checkpoint: its final file name, and the bytes of its `.tmp`
+/// that the checkpoint covers.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PartLength {
-    instance: usize,
+    name: String,
     bytes: u64,
 }
 
@@ -96,68 +102,87 @@ impl Operator for FileSink {
             unflushed: 0,
             throttle,
             adopted: Vec::new(),
+            restored: false,
         })
     }
 
     fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
-        let mut bytes = 0;
+        let mut parts = Vec::with_capacity(1 + self.adopted.len());
         if self.writer.is_some() {
             self.flush()?;
             let w = self.writer()?;
             let f = w.get_mut();
-            f.sync_data()
+            let bytes = f
+                .sync_data()
                 .and_then(|()| f.stream_position())
-                .map(|b| bytes = b)
                 .map_err(|e| self.io_error("syncing", e))?;
+            parts.push(PartLength {
+                name: file_name(&self.final_path),
+                bytes,
+            });
         }
-        ringflow_stream::checkpoint::to_bytes(&PartLength {
-            instance: self.instance,
-            bytes,
-        })
-        .map(Some)
+        for (_, fin, bytes) in &self.adopted {
+            parts.push(PartLength {
+                name: file_name(fin),
+                bytes: *bytes,
+            });
+        }
+        ringflow_stream::checkpoint::to_bytes(&parts).map(Some)
     }
 
     fn restore(&mut self, states: Vec<Vec<u8>>) -> OpResult {
+        self.restored = true;
+        let own = file_name(&self.final_path);
         for s in states {
-            let p: PartLength = ringflow_stream::checkpoint::from_bytes(&s)?;
-            let name = format!("part-{:05}.{}", p.instance, self.cfg.format.extension());
-            let tmp = self.cfg.path.join(format!("{name}.tmp"));
-            let published = self.cfg.path.join(&name);
-            if !tmp.exists() && published.exists() {
-                // The part was published after the checkpoint (its instance finished
-                // before the failure): it is taken back and cut to the checkpoint, and
-                // published again when this run ends. A part is final only once the
-                // whole job has finished.
-                std::fs::rename(&published, &tmp).map_err(|e| {
-                    OpError(format!(
-                        "sink.file: taking back '{}': {e}",
-                        published.display()
-                    ))
-                })?;
-            }
-            if p.bytes == 0 && !tmp.exists() {
-                // Nothing was written before the checkpoint.
-                continue;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&tmp)
-                .map_err(|e| {
-                    OpError(format!(
-                        "sink.file: the checkpoint holds {} bytes of '{}': {e}",
-                        p.bytes,
-                        tmp.display()
-                    ))
-                })?;
-            f.set_len(p.bytes)
-                .and_then(|()| f.seek(std::io::SeekFrom::End(0)).map(drop))
-                .map_err(|e| OpError(format!("sink.file: truncating '{}': {e}", tmp.display())))?;
-            if p.instance == self.instance {
-                self.writer = Some(BufWriter::with_capacity(64 * 1024, f));
-            } else {
-                f.sync_all()
-                    .map_err(|e| OpError(format!("sink.file: syncing '{}': {e}", tmp.display())))?;
-                self.adopted.push((tmp, self.cfg.path.join(name)));
+            let parts: Vec<PartLength> = ringflow_stream::checkpoint::from_bytes(&s)?;
+            for p in parts {
+                if p.name.contains('/') || p.name.starts_with('.') {
+                    return Err(OpError(format!(
+                        "sink.file: bad part name '{}' in the checkpoint",
+                        p.name
+                    )));
+                }
+                let tmp = self.cfg.path.join(format!("{}.tmp", p.name));
+                let published = self.cfg.path.join(&p.name);
+                if !tmp.exists() && published.exists() {
+                    // The part was published after the checkpoint (its instance finished
+                    // before the failure): it is taken back and cut to the checkpoint, and
+                    // published again when this run ends. A part is final only once the
+                    // whole job has finished.
+                    std::fs::rename(&published, &tmp).map_err(|e| {
+                        OpError(format!(
+                            "sink.file: taking back '{}': {e}",
+                            published.display()
+                        ))
+                    })?;
+                }
+                if p.bytes == 0 && !tmp.exists() {
+                    // Nothing was written before the checkpoint.
+                    continue;
+                }
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&tmp)
+                    .map_err(|e| {
+                        OpError(format!(
+                            "sink.file: the checkpoint holds {} bytes of '{}': {e}",
+                            p.bytes,
+                            tmp.display()
+                        ))
+                    })?;
+                f.set_len(p.bytes)
+                    .and_then(|()| f.seek(std::io::SeekFrom::End(0)).map(drop))
+                    .map_err(|e| {
+                        OpError(format!("sink.file: truncating '{}': {e}", tmp.display()))
+                    })?;
+                if p.name == own && self.writer.is_none() {
+                    self.writer = Some(BufWriter::with_capacity(64 * 1024, f));
+                } else {
+                    f.sync_all().map_err(|e| {
+                        OpError(format!("sink.file: syncing '{}': {e}", tmp.display()))
+                    })?;
+                    self.adopted.push((tmp, published, p.bytes));
+                }
             }
         }
         Ok(())
@@ -193,7 +218,7 @@ impl Operator for FileSink {
         file.sync_all().map_err(|e| self.io_error("syncing", e))?;
         drop(file);
         let mut parts = vec![(self.tmp_path.clone(), self.final_path.clone())];
-        parts.append(&mut self.adopted);
+        parts.extend(self.adopted.drain(..).map(|(t, f, _)| (t, f)));
         for (tmp, fin) in parts {
             std::fs::rename(&tmp, &fin).map_err(|e| {
                 OpError(format!(
@@ -222,6 +247,18 @@ impl FileSink {
                     self.cfg.path.display()
                 ))
             })?;
+            if self.restored {
+                // A `.tmp` under this instance's name that it did not get back is another
+                // instance's (taken over after a rescale): write under a fresh name.
+                let ext = self.cfg.format.extension();
+                let mut n = 1;
+                while self.tmp_path.exists() {
+                    let name = format!("part-{:05}-{n}.{ext}", self.instance);
+                    self.final_path = self.cfg.path.join(&name);
+                    self.tmp_path = self.cfg.path.join(format!("{name}.tmp"));
+                    n += 1;
+                }
+            }
             let f = File::create(&self.tmp_path).map_err(|e| self.io_error("creating", e))?;
             self.writer = Some(BufWriter::with_capacity(64 * 1024, f));
         }
@@ -249,6 +286,13 @@ impl FileSink {
 }
 
 /// Makes a rename in `dir` durable (a no-op where directories cannot be opened).
+/// The file name of a part's path.
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -332,22 +376,40 @@ mod tests {
         let mut s = text(0);
         s.restore(states).unwrap();
         sink_call(&mut s, Some(items([json!("b0")])), &mut counters).unwrap();
-        sink_call(&mut s, None, &mut counters).unwrap();
-        let read =
-            |i: usize| std::fs::read_to_string(out.join(format!("part-{i:05}.txt"))).unwrap();
+        // A checkpoint of the one instance covers the part it took over, too.
+        let one = s.snapshot().unwrap().unwrap();
+        sink_call(&mut s, Some(items([json!("lost")])), &mut counters).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        // Two instances again: instance 0 gets both parts back; instance 1's name is
+        // taken by the part instance 0 holds, so it writes under a fresh one.
+        let (mut s0, mut s1) = (text(0), text(1));
+        s0.restore(vec![one]).unwrap();
+        s1.restore(Vec::new()).unwrap();
+        sink_call(&mut s0, Some(items([json!("c0")])), &mut counters).unwrap();
+        sink_call(&mut s1, Some(items([json!("c1")])), &mut counters).unwrap();
+        sink_call(&mut s0, None, &mut counters).unwrap();
+        sink_call(&mut s1, None, &mut counters).unwrap();
+        let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
         assert_eq!(
-            read(0),
-            "a0\nb0\n",
-            "written after the checkpoint: not kept"
+            read("part-00000.txt"),
+            "a0\nb0\nc0\n",
+            "written after the checkpoints: not kept"
         );
-        assert_eq!(read(1), "a1\n");
-        assert!(!out.join("part-00001.txt.tmp").exists());
+        assert_eq!(read("part-00001.txt"), "a1\n");
+        assert_eq!(read("part-00001-1.txt"), "c1\n");
+        let left: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         // A checkpoint that says bytes were written to a part that is gone: refused.
         let mut gone = text(3);
-        let lost = ringflow_stream::checkpoint::to_bytes(&PartLength {
-            instance: 3,
+        let lost = ringflow_stream::checkpoint::to_bytes(&vec![PartLength {
+            name: "part-00003.txt".into(),
             bytes: 9,
-        })
+        }])
         .unwrap();
         assert!(gone.restore(vec![lost]).is_err());
     }

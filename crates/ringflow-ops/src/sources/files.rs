@@ -211,8 +211,18 @@ impl Source for FilesSource {
                 continue;
             }
             merged.done.extend(p.done);
-            merged.reading.extend(p.reading);
+            // Every instance carries the offsets it was restored with for files it has
+            // not reached (some are read by others): positions only advance, so the
+            // furthest one of a file is where its reader was.
+            for (name, at) in p.reading {
+                let e = merged.reading.entry(name).or_insert(at);
+                if at.0 > e.0 {
+                    *e = at;
+                }
+            }
         }
+        let done = merged.done.clone();
+        merged.reading.retain(|name, _| !done.contains(name));
         self.done = merged.done.clone();
         self.restored = Some(merged);
         Ok(())
@@ -536,6 +546,27 @@ mod tests {
         // A garbage position is an error, not a silent restart.
         let mut bad = FilesSource::create(config(dir.path()), &init(0, 1)).unwrap();
         assert!(bad.restore(vec![b"\xc1".to_vec()]).is_err());
+
+        // Restored twice: two instances resume, read a line each and checkpoint again
+        // (each still carries the offsets it was restored with for the other's files);
+        // a third run, whatever the order of the positions, reads every line once.
+        let mut second = Vec::new();
+        let mut read = before.clone();
+        for i in 0..2 {
+            let mut src = FilesSource::create(config(dir.path()), &init(i, 2)).unwrap();
+            src.restore(positions.clone()).unwrap();
+            let p = poll_once(&mut src, 1, 0, &mut counters).unwrap();
+            read.extend(strings(&p.items));
+            second.push(src.snapshot().unwrap().unwrap());
+        }
+        for order in [second.clone(), second.iter().rev().cloned().collect()] {
+            let mut src = FilesSource::create(config(dir.path()), &init(0, 1)).unwrap();
+            src.restore(order).unwrap();
+            let (after, _) = drain(&mut src, 3);
+            let mut got: Vec<String> = read.iter().chain(&after).cloned().collect();
+            got.sort();
+            assert_eq!(got, want, "every line once after two restores");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `ringflow job submit|list|status|cancel`.
+//! `ringflow job submit|list|status|cancel|savepoint|savepoints|delete-savepoint|rescale`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,6 +23,38 @@ pub enum JobCommand {
     Status(JobIdArgs),
     /// Cancel a job.
     Cancel(JobIdArgs),
+    /// Take a savepoint of a running job (a checkpoint kept until it is deleted); prints
+    /// its id for `job submit --from-savepoint`.
+    Savepoint(JobSavepointArgs),
+    /// List savepoints.
+    Savepoints(JobListArgs),
+    /// Delete a savepoint (its parts are deleted from the checkpoint store).
+    DeleteSavepoint(SavepointIdArgs),
+    /// Move a running job to the current workers now: stop it with a checkpoint and
+    /// restore it on the live workers. Prints how long it was paused.
+    Rescale(JobIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobSavepointArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The job id.
+    pub id: String,
+    /// Cancel the job once the savepoint is complete.
+    #[arg(long)]
+    pub stop: bool,
+    /// Print JSON instead of the savepoint id.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SavepointIdArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The savepoint id (from `job savepoint` or `job savepoints`).
+    pub id: String,
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +69,10 @@ pub struct JobSubmitArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Start from this savepoint's state (also with another parallelism or other
+    /// workers); refused unless the spec has the savepoint's stateful vertices.
+    #[arg(long, value_name = "SAVEPOINT")]
+    pub from_savepoint: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -75,7 +111,10 @@ pub fn run(c: JobCommand) -> anyhow::Result<ExitCode> {
                 };
                 let p = resolve_client(&a.client)?;
                 let client = connect(&p, &p.cluster).await?;
-                let info = match client.submit_job(spec.to_json()).await {
+                let info = match client
+                    .submit_job_from(spec.to_json(), a.from_savepoint.clone())
+                    .await
+                {
                     Ok(i) => i,
                     Err(ClusterError::Refused(msg)) => {
                         eprintln!("error: job refused: {msg}");
@@ -144,6 +183,78 @@ pub fn run(c: JobCommand) -> anyhow::Result<ExitCode> {
                 print_info(&info, a.json)?;
                 Ok(ExitCode::SUCCESS)
             }
+            JobCommand::Savepoint(a) => {
+                let p = resolve_client(&a.client)?;
+                let client = connect(&p, &p.cluster).await?;
+                let sp = client.savepoint(&a.id, a.stop).await;
+                client.close().await;
+                match sp {
+                    Ok(sp) if a.json => println!("{}", serde_json::to_string_pretty(&sp)?),
+                    Ok(sp) => {
+                        eprintln!(
+                            "savepoint of checkpoint #{}: {} bytes, took {} ms{}",
+                            sp.checkpoint.id,
+                            sp.checkpoint.size_bytes,
+                            sp.checkpoint.duration_ms,
+                            if a.stop { "; the job is stopped" } else { "" }
+                        );
+                        println!("{}", sp.id);
+                    }
+                    Err(ClusterError::Refused(msg)) => {
+                        eprintln!("error: {msg}");
+                        return Ok(ExitCode::from(1));
+                    }
+                    Err(e) => return Err(e).context("taking the savepoint"),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JobCommand::Savepoints(a) => {
+                let p = resolve_client(&a.client)?;
+                let client = connect(&p, &p.cluster).await?;
+                let list = client.savepoints(None).await?;
+                client.close().await;
+                print_savepoints(&list, a.json)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            JobCommand::DeleteSavepoint(a) => {
+                let p = resolve_client(&a.client)?;
+                let client = connect(&p, &p.cluster).await?;
+                let left = client.savepoints(Some(&a.id)).await;
+                client.close().await;
+                match left {
+                    Ok(_) => eprintln!("deleted {}", a.id),
+                    Err(ClusterError::Refused(msg)) => {
+                        eprintln!("error: {msg}");
+                        return Ok(ExitCode::from(1));
+                    }
+                    Err(e) => return Err(e).context("deleting the savepoint"),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JobCommand::Rescale(a) => {
+                let p = resolve_client(&a.client)?;
+                let client = connect(&p, &p.cluster).await?;
+                let info = client.rescale_job(&a.id).await;
+                client.close().await;
+                match info {
+                    Ok(info) => {
+                        if !a.json {
+                            println!(
+                                "rescaled to {} workers; paused {} ms",
+                                info.workers.len(),
+                                info.last_rescale_pause_ms.unwrap_or(0)
+                            );
+                        }
+                        print_info(&info, a.json)?;
+                    }
+                    Err(ClusterError::Refused(msg)) => {
+                        eprintln!("error: {msg}");
+                        return Ok(ExitCode::from(1));
+                    }
+                    Err(e) => return Err(e).context("rescaling the job"),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
         }
     })
 }
@@ -187,6 +298,19 @@ fn print_info(info: &JobInfo, json: bool) -> anyhow::Result<()> {
             None => println!("restarts: {} (running from the start)", info.restarts),
         }
     }
+    if !info.guarantee.is_empty() {
+        println!("guarantee: {}", info.guarantee);
+    }
+    if let Some(sp) = &info.from_savepoint {
+        println!("started from savepoint: {sp}");
+    }
+    if info.rescales > 0 {
+        println!(
+            "rescales: {} (the last paused the job {} ms)",
+            info.rescales,
+            info.last_rescale_pause_ms.unwrap_or(0)
+        );
+    }
     let c = &info.checkpoints;
     match &c.last {
         Some(l) => println!(
@@ -195,6 +319,9 @@ fn print_info(info: &JobInfo, json: bool) -> anyhow::Result<()> {
         ),
         None if c.failed > 0 => println!("checkpoints: none completed, {} failed", c.failed),
         None => {}
+    }
+    if let Some((id, since)) = c.in_progress {
+        println!("checkpoint #{id} in progress since {since} ms");
     }
     println!(
         "{:<20} {:>9} {:>12} {:>12} {:>16}  COUNTERS",
@@ -211,6 +338,33 @@ fn print_info(info: &JobInfo, json: bool) -> anyhow::Result<()> {
             v.records_out,
             format!("{}/{}", v.queued, v.queue_capacity),
             counters.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn print_savepoints(list: &[ringflow_proto::SavepointInfo], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:<28} {:<20} {:>12}  STATEFUL VERTICES",
+        "ID", "JOB", "NAME", "BYTES"
+    );
+    for s in list {
+        let v: Vec<String> = s
+            .stateful
+            .iter()
+            .map(|(n, op)| format!("{n} ({op})"))
+            .collect();
+        println!(
+            "{:<40} {:<28} {:<20} {:>12}  {}",
+            s.id,
+            s.job,
+            s.job_name,
+            s.checkpoint.size_bytes,
+            v.join(", ")
         );
     }
     Ok(())
