@@ -233,7 +233,7 @@ fn rescaling_up_on_demand_and_up_and_down_by_itself_keeps_counts_exact() {
         j.last_rescale_pause_ms
     );
 
-    // By itself: 4 workers now; stop one so that one can join a running job.
+    // By itself: back to 3 workers, then a new one joins the running job.
     c.take_worker("worker-4").terminate();
     c.wait_healthy(3);
     let out = c.dir().join("out-auto");
@@ -241,21 +241,22 @@ fn rescaling_up_on_demand_and_up_and_down_by_itself_keeps_counts_exact() {
         "rescale-auto",
         &format!("{SETTINGS}\nrescale = \"auto\""),
         &dir,
-        ", max_per_sec = 250",
+        ", max_per_sec = 120",
         &out,
         "",
     );
     let id = c.submit_job(&spec).expect("job accepted");
     c.wait_job(&id, "a checkpoint", |j| j.checkpoints.completed >= 1);
-    c.start_worker("worker-4");
+    c.start_worker("worker-5");
     let j = c.wait_job(&id, "moved to 4 workers", |j| {
         j.rescales == 1 && j.workers.len() == 4 && j.checkpoints.completed >= 3
     });
+    assert_eq!(j.state, JobState::Running, "{j:#?}");
     eprintln!(
         "auto rescale 3 -> 4 paused the job {:?} ms",
         j.last_rescale_pause_ms
     );
-    c.take_worker("worker-4").terminate();
+    c.take_worker("worker-5").terminate();
     c.wait_job(&id, "on 3 workers", |j| {
         j.workers.len() == 3 && j.state == JobState::Running
     });

@@ -24,8 +24,9 @@ use crate::edge::Outlets;
 /// What instances tell their job.
 #[derive(Debug)]
 pub(crate) enum InstanceEvent {
-    /// The instance of vertex `.0` ended and passed the end on.
-    Finished(usize),
+    /// The instance of vertex `.0` ended and passed the end on; a source's final
+    /// position (`.1`) stands in for it in the checkpoints taken after.
+    Finished(usize, Option<ringflow_stream::checkpoint::InstanceSnapshot>),
     /// The instance failed.
     Failed(String),
     /// The instance of a vertex took its snapshot of a checkpoint.
@@ -122,7 +123,7 @@ impl OperatorActor {
         let done = self.inst.is_finished();
         publish(&self.status, &self.inst.metrics(), Some(&self.gauge), done);
         if done {
-            let _ = self.events.send(InstanceEvent::Finished(self.vertex));
+            let _ = self.events.send(InstanceEvent::Finished(self.vertex, None));
             ctx.stop();
         }
     }
@@ -269,7 +270,11 @@ impl Handler<Poll> for SourceActor {
                     ctx.notify_later(Poll, Duration::from_millis(ms).min(act.max_wait));
                 }
                 SourcePoll::Done => {
-                    let _ = act.events.send(InstanceEvent::Finished(act.vertex));
+                    let last = match act.inst.final_position() {
+                        Ok(s) => Some(s),
+                        Err(e) => return act.fail(e.to_string(), ctx),
+                    };
+                    let _ = act.events.send(InstanceEvent::Finished(act.vertex, last));
                     ctx.stop();
                 }
             }

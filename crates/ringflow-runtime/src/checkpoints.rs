@@ -2,7 +2,9 @@
 //! snapshots of each checkpoint, and cutting them into chunks for the checkpoint store.
 //!
 //! A checkpoint is ready here once every local instance took its snapshot of it or has
-//! finished (a finished instance adds nothing: on restore it stays finished). Snapshots
+//! finished. A finished operator adds nothing (its output is all sent before its end);
+//! a finished source adds its final position, so a restore does not read again what it
+//! read to the end. Snapshots
 //! of a checkpoint may arrive before this worker's own sources were told to start it:
 //! barriers from other workers' sources travel faster than control messages.
 
@@ -28,6 +30,8 @@ pub(crate) struct Collected {
 pub(crate) struct LocalCheckpoints {
     local: Vec<usize>,
     finished: BTreeSet<usize>,
+    /// Final positions of finished sources, by vertex.
+    finals: BTreeMap<usize, InstanceSnapshot>,
     pending: BTreeMap<CheckpointId, Collected>,
 }
 
@@ -37,13 +41,22 @@ impl LocalCheckpoints {
         LocalCheckpoints {
             local,
             finished: BTreeSet::new(),
+            finals: BTreeMap::new(),
             pending: BTreeMap::new(),
         }
     }
 
-    /// The local instance of `vertex` finished; checkpoints it completes, oldest first.
-    pub fn finished(&mut self, vertex: usize) -> Vec<(CheckpointId, Collected)> {
+    /// The local instance of `vertex` finished (a source with its final position);
+    /// checkpoints it completes, oldest first.
+    pub fn finished(
+        &mut self,
+        vertex: usize,
+        last: Option<InstanceSnapshot>,
+    ) -> Vec<(CheckpointId, Collected)> {
         self.finished.insert(vertex);
+        if let Some(s) = last {
+            self.finals.insert(vertex, s);
+        }
         self.take_ready()
     }
 
@@ -77,10 +90,20 @@ impl LocalCheckpoints {
             })
             .map(|(id, _)| *id)
             .collect();
-        ready
-            .into_iter()
-            .filter_map(|id| self.pending.remove(&id).map(|c| (id, c)))
-            .collect()
+        let mut out = Vec::with_capacity(ready.len());
+        for id in ready {
+            let Some(mut c) = self.pending.remove(&id) else {
+                continue;
+            };
+            for (v, last) in &self.finals {
+                c.snapshots.entry(*v).or_insert_with(|| InstanceSnapshot {
+                    checkpoint: id,
+                    ..last.clone()
+                });
+            }
+            out.push((id, c));
+        }
+        out
     }
 }
 
@@ -193,7 +216,7 @@ mod tests {
         assert!(c.snapshot(1, snap(4, "b"), 3).is_empty());
         assert!(c.started(4).is_empty());
         assert!(c.snapshot(0, snap(4, "a"), 7).is_empty());
-        let done = c.finished(2);
+        let done = c.finished(2, None);
         assert_eq!(done.len(), 1);
         let (id, got) = &done[0];
         assert_eq!(*id, 4);
@@ -203,9 +226,29 @@ mod tests {
         c.snapshot(0, snap(5, "a"), 0);
         assert_eq!(c.snapshot(1, snap(5, "b"), 0).len(), 1);
         // Nothing runs here any more: a new checkpoint is ready at once.
-        c.finished(0);
-        c.finished(1);
+        c.finished(0, None);
+        c.finished(1, None);
         assert_eq!(c.started(6).len(), 1);
+    }
+
+    #[test]
+    fn a_finished_source_stands_in_with_its_final_position() {
+        let mut c = LocalCheckpoints::new(vec![0, 1]);
+        let mut last = snap(0, "src");
+        last.operator = Some(serde_bytes::ByteBuf::from(b"at the end".to_vec()));
+        assert!(c.finished(0, Some(last)).is_empty());
+        let ready = c.snapshot(1, snap(4, "count"), 0);
+        assert_eq!(ready.len(), 1);
+        let (id, got) = &ready[0];
+        let src = &got.snapshots[&0];
+        assert_eq!((*id, src.checkpoint), (4, 4));
+        assert_eq!(
+            src.operator.as_ref().map(|b| b.to_vec()),
+            Some(b"at the end".to_vec())
+        );
+        // And in every later one.
+        let again = c.snapshot(1, snap(5, "count"), 0);
+        assert_eq!(again[0].1.snapshots[&0].checkpoint, 5);
     }
 
     /// A store in memory.

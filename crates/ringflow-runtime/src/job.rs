@@ -34,7 +34,7 @@ struct Pending {
 #[derive(Debug)]
 pub(crate) enum JobEvent {
     /// An instance or edge writer finished (for an instance, of this vertex).
-    Done(Option<usize>),
+    Done(Option<(usize, Option<ringflow_stream::checkpoint::InstanceSnapshot>)>),
     /// Something failed; the job fails.
     Failed(String),
     /// An instance of a vertex took its snapshot of a checkpoint.
@@ -353,7 +353,7 @@ impl LocalJob {
         let relay = actix_rt::spawn(async move {
             while let Some(ev) = inst_rx.recv().await {
                 let ev = match ev {
-                    InstanceEvent::Finished(v) => JobEvent::Done(Some(v)),
+                    InstanceEvent::Finished(v, last) => JobEvent::Done(Some((v, last))),
                     InstanceEvent::Failed(r) => JobEvent::Failed(r),
                     InstanceEvent::Snapshot {
                         vertex,

@@ -249,8 +249,8 @@ impl StreamService {
                         save(checkpoints.snapshot(vertex, snapshot, alignment_ms));
                     }
                     Some(JobEvent::Done(vertex)) => {
-                        if let Some(v) = vertex {
-                            save(checkpoints.finished(v));
+                        if let Some((v, last)) = vertex {
+                            save(checkpoints.finished(v, last));
                         }
                         done += 1;
                         if done >= *job.expected_done.borrow() {

@@ -16,8 +16,12 @@ use serde::Deserialize;
 
 /// What the writer thread is asked, and where it says how it went.
 enum Request {
-    /// Write pairs.
-    Put(Vec<(Vec<u8>, Vec<u8>)>, mpsc::Sender<Result<(), String>>),
+    /// Write pairs (with a fresh view first if `.2`).
+    Put(
+        Vec<(Vec<u8>, Vec<u8>)>,
+        mpsc::Sender<Result<(), String>>,
+        bool,
+    ),
     /// Delete keys.
     Delete(Vec<Vec<u8>>, mpsc::Sender<Result<(), String>>),
     /// Read keys.
@@ -70,10 +74,14 @@ impl DhtBackend {
                             }
                             let Some(c) = client.as_ref() else { continue };
                             let done = match &request {
-                                Request::Put(items, _) => {
+                                Request::Put(items, _, fresh) => {
+                                    if *fresh {
+                                        let _ = c.refresh().await;
+                                    }
                                     c.put_many(items.clone()).await.map(|()| None)
                                 }
                                 Request::Delete(keys, _) => {
+                                    let _ = c.refresh().await;
                                     c.delete_many(keys.clone()).await.map(|_| None)
                                 }
                                 Request::Get(keys, _) => {
@@ -98,7 +106,7 @@ impl DhtBackend {
                             }
                         }
                         match request {
-                            Request::Put(_, reply) | Request::Delete(_, reply) => {
+                            Request::Put(_, reply, _) | Request::Delete(_, reply) => {
                                 let _ = reply.send(answer.map(drop).ok_or(failure));
                             }
                             Request::Get(_, reply) => {
@@ -124,9 +132,11 @@ impl DhtBackend {
         Ok(DhtBackend { tx: Mutex::new(tx) })
     }
 
-    fn write(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+    /// Writes pairs; with `fresh`, the view is fetched first (a checkpoint written
+    /// every few seconds must not wait on a primary that left since the last one).
+    fn write(&self, items: Vec<(Vec<u8>, Vec<u8>)>, fresh: bool) -> Result<(), String> {
         let (reply, answer) = mpsc::channel();
-        self.ask(Request::Put(items, reply))?;
+        self.ask(Request::Put(items, reply, fresh))?;
         answer
             .recv()
             .map_err(|_| "the DHT writer thread stopped".to_string())?
@@ -152,7 +162,7 @@ impl DhtBackend {
 /// Checkpoint parts go to the DHT, written with its quorum.
 impl ringflow_stream::checkpoint::CheckpointStore for DhtBackend {
     fn put(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {
-        self.write(items)
+        self.write(items, true)
     }
 
     fn get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, String> {
@@ -232,7 +242,7 @@ impl Operator for DhtSink {
             .backend
             .as_ref()
             .ok_or_else(|| OpError("sink.dht has no backend".into()))?;
-        backend.write(items).map_err(OpError)?;
+        backend.write(items, false).map_err(OpError)?;
         ctx.count("written", n);
         Ok(())
     }

@@ -189,6 +189,12 @@ impl JobRecord {
             // Being redeployed.
             return;
         }
+        if self.finished.iter().any(|f| *f) {
+            // Draining: a worker that finished takes part in no checkpoint any more, so
+            // one now would miss its sources' positions. A failure from here restores
+            // the last checkpoint before the drain.
+            return;
+        }
         if let Some(f) = &self.in_flight {
             if now.saturating_sub(f.started_ms) < timeout_ms {
                 return;
@@ -203,11 +209,7 @@ impl JobRecord {
         }
         let id = self.next_checkpoint;
         self.next_checkpoint += 1;
-        let acks = self
-            .finished
-            .iter()
-            .map(|f| f.then(|| (Vec::new(), 0)))
-            .collect();
+        let acks = vec![None; self.finished.len()];
         self.in_flight = Some(InFlight {
             id,
             started_ms: now,
@@ -230,6 +232,9 @@ impl JobRecord {
         }
         match self.in_flight.as_mut() {
             Some(f) => f.waiters.push(w),
+            None if self.finished.iter().any(|f| *f) => {
+                w.fail("the job is finishing (a worker's part is done): no checkpoint any more")
+            }
             None => w.fail("no checkpoint could be started"),
         }
     }
@@ -1299,16 +1304,19 @@ async fn follow(
                 r.per_worker[i] = vertices;
                 r.finished[i] = true;
                 r.refresh();
-                let done = match r.in_flight.as_ref().map(|f| f.id) {
-                    Some(id) => r.checkpoint_ack(i, id, Vec::new(), 0),
-                    None => None,
-                };
+                // A checkpoint in progress that this worker did not store its part of
+                // cannot complete (its part would miss the positions it reached).
+                let unstored = r
+                    .in_flight
+                    .as_ref()
+                    .filter(|f| f.acks.get(i).is_some_and(Option::is_none))
+                    .map(|f| f.id);
+                if let Some(id) = unstored {
+                    r.checkpoint_failed(i, id, "a worker finished before storing its part");
+                }
                 let all = r.finished.iter().all(|f| *f) && !r.info.state.is_terminal();
                 drop(r);
                 let Some(jm) = jm.upgrade() else { return };
-                if let Some((done, waiters)) = done {
-                    jm.completed(&rec, done, waiters);
-                }
                 if all {
                     tracing::info!(job = %rec.borrow().info.id, "job finished");
                     jm.finish_job(&rec, JobState::Finished, None);

@@ -113,6 +113,24 @@ impl SourceInstance {
         Ok(out.take_ready())
     }
 
+    /// The position of a source that is done (checkpoint 0): kept by the worker for the
+    /// checkpoints taken after it finished, so a restore knows it read everything.
+    pub fn final_position(&mut self) -> Result<InstanceSnapshot, StreamError> {
+        let position = self.src.snapshot().map_err(|e| {
+            StreamError::Checkpoint(format!(
+                "vertex '{}': final position: {}",
+                self.cfg.vertex, e.0
+            ))
+        })?;
+        Ok(InstanceSnapshot {
+            checkpoint: 0,
+            vertex: self.cfg.vertex.clone(),
+            instance: self.cfg.instance,
+            partitions: Default::default(),
+            operator: position.map(serde_bytes::ByteBuf::from),
+        })
+    }
+
     /// The snapshots taken since the last call, oldest first.
     pub fn take_snapshots(&mut self) -> Vec<InstanceSnapshot> {
         std::mem::take(&mut self.snapshots)
