@@ -316,6 +316,13 @@ fn a_savepoint_resumes_on_fewer_workers_and_refuses_a_changed_spec() {
         .submit_job_from(&renamed, &sp)
         .expect_err("a renamed stateful vertex is refused");
     assert!(e.contains("'counts'") && e.contains("savepoint"), "{e}");
+    // A source that cannot replay must be accepted as at-most-once in the spec.
+    let tcp = "name = \"tcp\"\n[settings]\ncheckpoint_interval_ms = 500\n[[vertex]]\nname = \"in\"\noperator = \"source.tcp\"\nconfig = { address = \"127.0.0.1:9\" }\n[[vertex]]\nname = \"out\"\noperator = \"sink.discard\"\ninputs = [\"in\"]\n";
+    let e = c.submit_job(tcp).expect_err("refused");
+    assert!(
+        e.contains("'in'") && e.contains("accept_at_most_once"),
+        "{e}"
+    );
 
     // Resume on two workers.
     c.take_worker("worker-3").terminate();
@@ -354,18 +361,22 @@ fn a_savepoint_resumes_on_fewer_workers_and_refuses_a_changed_spec() {
 fn a_corrupt_checkpoint_part_falls_back_to_the_previous_checkpoint() {
     let mut c = TestCluster::start(fast_failures(3));
     let dir = c.dir().join("corpus");
-    let reference = word_corpus(&dir, 3, 1200, 26);
+    let reference = word_corpus(&dir, 3, 2400, 26);
     let out = c.dir().join("out");
     let spec = ringflow_tests::word_count_job(
         "corrupt-part",
         "checkpoint_interval_ms = 1500\nrestart_backoff_ms = 200\nlinger_ms = 5",
         &dir,
-        ", max_per_sec = 250",
+        ", max_per_sec = 150",
         &out,
         "",
     );
     let id = c.submit_job(&spec).expect("job accepted");
-    c.wait_job(&id, "two checkpoints", |j| j.checkpoints.completed >= 2);
+    let j = c.wait_job(&id, "two checkpoints", |j| j.checkpoints.completed >= 2);
+    assert!(
+        records_out(&j, "lines") < 4800,
+        "the job is far from its end: {j:#?}"
+    );
     let client_id = TlsIdentity::from_dir(&c.certs_dir(), "client").expect("client identity");
     let rt = runtime();
     let dht = rt
@@ -375,13 +386,17 @@ fn a_corrupt_checkpoint_part_falls_back_to_the_previous_checkpoint() {
             "ringflow",
         ))
         .expect("dht client");
-    // Corrupt the newest checkpoint; if another completed meanwhile, that one too.
-    let mut corrupted = 0;
-    loop {
+    // Corrupt the newest checkpoint, and every one that completes until the restart
+    // reads them (one in progress at the kill may still complete with the live workers'
+    // parts): the failure timeout (2 s) leaves time for it.
+    let mut corrupted = Vec::new();
+    let mut corrupt_newest = |c: &TestCluster, corrupted: &mut Vec<u64>| {
         let j = c.job(&id).expect("status");
-        let last = j.checkpoints.last.clone().expect("a checkpoint");
-        if last.id == corrupted {
-            break;
+        let Some(last) = j.checkpoints.last.clone() else {
+            return;
+        };
+        if corrupted.contains(&last.id) || j.restarts > 0 {
+            return;
         }
         let part = last
             .parts
@@ -390,15 +405,21 @@ fn a_corrupt_checkpoint_part_falls_back_to_the_previous_checkpoint() {
             .expect("a stateful part of the counts");
         rt.block_on(dht.put(format!("{}/0", part.key), b"not a snapshot".to_vec()))
             .expect("overwrite a chunk");
-        corrupted = last.id;
+        corrupted.push(last.id);
+    };
+    corrupt_newest(&c, &mut corrupted);
+    c.take_worker("worker-2").kill9();
+    let killed = std::time::Instant::now();
+    while killed.elapsed() < std::time::Duration::from_millis(1500) {
+        corrupt_newest(&c, &mut corrupted);
     }
     rt.block_on(dht.close());
-    c.take_worker("worker-2").kill9();
+    let oldest = *corrupted.iter().min().expect("a corrupted checkpoint");
     let j = c.wait_job_end(&id);
     assert_eq!(j.state, JobState::Finished, "{j:#?}\n{}", c.logs_tail(20));
     assert!(
-        j.restored_from.is_some_and(|r| r < corrupted),
-        "restored from the checkpoint before #{corrupted}: {j:#?}"
+        j.restored_from.is_some_and(|r| r < oldest),
+        "restored from a checkpoint before the corrupt ones {corrupted:?}: {j:#?}"
     );
     assert_same_counts(&read_word_counts(&out), &reference, "after a corrupt part");
 }
@@ -514,4 +535,93 @@ inputs = ["histogram"]
         })
         .collect();
     assert_eq!(hist, lens, "the histogram after a kill");
+}
+
+/// Workers sharing a checkpoint directory (`--checkpoint-dir`) instead of the DHT: parts
+/// are files there, old checkpoints are deleted as new ones complete (keep 3), a kill
+/// restores from the directory exactly, and once the job has finished its checkpoints
+/// are gone.
+#[test]
+fn checkpoints_in_a_shared_directory_are_restored_and_garbage_collected() {
+    let mut c = TestCluster::new(fast_failures(3));
+    let store = c.dir().join("checkpoints");
+    c.start_coordinator();
+    for i in 1..=3 {
+        let certs = c.certs_dir();
+        c.start_worker_with(
+            &format!("worker-{i}"),
+            &certs,
+            &["--checkpoint-dir", &store.display().to_string()],
+        );
+    }
+    c.wait_healthy(3);
+    let dir = c.dir().join("corpus");
+    let reference = word_corpus(&dir, 3, 1200, 28);
+    let out = c.dir().join("out");
+    let spec = ringflow_tests::word_count_job(
+        "dir-store",
+        SETTINGS,
+        &dir,
+        ", max_per_sec = 300",
+        &out,
+        "",
+    );
+    let id = c.submit_job(&spec).expect("job accepted");
+    c.wait_job(&id, "six checkpoints", |j| j.checkpoints.completed >= 6);
+    // Checkpoint ids with parts in the directory: the retained ones, one in progress
+    // and the last deleted one at most.
+    let ids = |root: &std::path::Path| -> usize {
+        let mut n = 0;
+        if let Ok(deployments) = std::fs::read_dir(root.join("ringflow/checkpoints")) {
+            for d in deployments.flatten() {
+                n += std::fs::read_dir(d.path()).map_or(0, |r| r.count());
+            }
+        }
+        n
+    };
+    let held = ids(&store);
+    assert!(
+        (1..=5).contains(&held),
+        "{held} checkpoints in the directory"
+    );
+    c.take_worker("worker-2").kill9();
+    let j = c.wait_job_end(&id);
+    assert_eq!(j.state, JobState::Finished, "{j:#?}\n{}", c.logs_tail(20));
+    assert!(j.restored_from.is_some(), "{j:#?}");
+    assert_same_counts(&read_word_counts(&out), &reference, "from the directory");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ids(&store) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A checkpoint in progress at the kill may leave the part of a worker that stored it
+    // but had not reported it yet.
+    let left: Vec<String> = walk(&store);
+    assert!(
+        ids(&store) <= 1,
+        "a finished job's checkpoints are deleted: {} left: {left:#?}\n{}",
+        ids(&store),
+        c.logs_tail(400)
+            .lines()
+            .filter(|l| l.contains("delet") || l.contains("---"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Every file under `dir`, relative.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
 }

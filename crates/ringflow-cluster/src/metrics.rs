@@ -172,3 +172,47 @@ impl WorkerGauges {
         self.primary.set_u64(primary as u64);
     }
 }
+
+/// Records a job's checkpoint on the coordinator: completed (with its size, duration and
+/// alignment) or failed. Series are labelled by job id.
+pub(crate) fn checkpoint_metric(job: &str, done: Option<&ringflow_proto::CompletedCheckpoint>) {
+    let r = ringflow_metrics::global();
+    match done {
+        Some(c) => {
+            r.counter(
+                "ringflow_job_checkpoints_completed_total",
+                "Checkpoints of a stream job completed (durable and recorded).",
+                ["job"],
+            )
+            .with([job])
+            .inc();
+            for (name, help, v) in [
+                (
+                    "ringflow_job_checkpoint_bytes",
+                    "Size of the last completed checkpoint of a stream job (bytes).",
+                    c.size_bytes,
+                ),
+                (
+                    "ringflow_job_checkpoint_duration_ms",
+                    "From barrier injection to the last part stored, last checkpoint (ms).",
+                    c.duration_ms,
+                ),
+                (
+                    "ringflow_job_checkpoint_alignment_ms",
+                    "Longest barrier alignment of any instance, last checkpoint (ms).",
+                    c.alignment_ms,
+                ),
+            ] {
+                r.gauge(name, help, ["job"]).with([job]).set_u64(v);
+            }
+        }
+        None => r
+            .counter(
+                "ringflow_job_checkpoints_failed_total",
+                "Checkpoints of a stream job that failed or timed out.",
+                ["job"],
+            )
+            .with([job])
+            .inc(),
+    }
+}

@@ -259,12 +259,21 @@ impl StreamService {
                             // Keep the stream until the coordinator has read it (it may
                             // ask for the job's checkpoints to be deleted first).
                             let until = tokio::time::Instant::now() + Duration::from_secs(10);
-                            while let Ok(Some(Some(JobControl::Discard { parts }))) =
-                                tokio::time::timeout_at(until, control.recv()).await
-                            {
-                                self.discard(&job.id, parts);
+                            loop {
+                                match tokio::time::timeout_at(until, control.recv()).await {
+                                    Ok(Some(Some(JobControl::Discard { parts }))) => {
+                                        self.discard(&job.id, parts)
+                                    }
+                                    // A checkpoint asked for before the end was known.
+                                    Ok(Some(Some(
+                                        JobControl::Checkpoint { .. } | JobControl::Start,
+                                    ))) => {}
+                                    other => {
+                                        tracing::debug!(job = %job.id, ?other, "control stream after the end");
+                                        return Ok(());
+                                    }
+                                }
                             }
-                            return Ok(());
                         }
                     }
                     Some(JobEvent::Failed(reason)) => {
@@ -318,6 +327,7 @@ impl StreamService {
             return;
         };
         let job = job.to_owned();
+        tracing::info!(job = %job, parts = parts.len(), "deleting checkpoint parts no longer retained");
         actix_rt::spawn(async move {
             let keys: Vec<Vec<u8>> = parts
                 .iter()

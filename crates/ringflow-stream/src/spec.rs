@@ -164,6 +164,10 @@ pub struct JobSettings {
     /// `auto`: when a worker joins or leaves, the job is stopped with a checkpoint and
     /// restored on the new membership (needs checkpoints).
     pub rescale: RescaleMode,
+    /// A checkpointed job with a source that cannot replay (`source.tcp`,
+    /// `source.client`) loses what that source read after the last checkpoint when it
+    /// restarts. It is refused unless this says so (`true`: at-most-once for those records).
+    pub accept_at_most_once: bool,
 }
 
 /// When a job moves to a new membership.
@@ -195,6 +199,7 @@ impl Default for JobSettings {
             restart_attempts: 3,
             restart_backoff_ms: 1_000,
             rescale: RescaleMode::Manual,
+            accept_at_most_once: false,
         }
     }
 }

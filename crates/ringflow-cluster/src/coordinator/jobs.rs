@@ -201,11 +201,8 @@ impl JobRecord {
             }
             tracing::warn!(job = %self.info.id, checkpoint = f.id, "checkpoint timed out");
             self.info.checkpoints.failed += 1;
-            if let Some(f) = self.in_flight.take() {
-                for w in f.waiters {
-                    w.fail("the checkpoint timed out");
-                }
-            }
+            crate::metrics::checkpoint_metric(&self.info.id, None);
+            self.abandon_in_flight("the checkpoint timed out");
         }
         let id = self.next_checkpoint;
         self.next_checkpoint += 1;
@@ -276,21 +273,31 @@ impl JobRecord {
         if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
             tracing::warn!(job = %self.info.id, checkpoint = id, worker = i, %reason, "checkpoint failed");
             self.info.checkpoints.failed += 1;
-            if let Some(f) = self.in_flight.take() {
-                for w in f.waiters {
-                    w.fail(&format!("the checkpoint failed: {reason}"));
-                }
-            }
+            crate::metrics::checkpoint_metric(&self.info.id, None);
+            self.abandon_in_flight(&format!("the checkpoint failed: {reason}"));
+        }
+    }
+
+    /// Gives up the checkpoint in progress: its waiters fail, and the parts workers
+    /// already stored are deleted (through the first worker, before anything else it is
+    /// sent). A worker's part stored but not yet reported stays behind.
+    fn abandon_in_flight(&mut self, why: &str) {
+        let Some(f) = self.in_flight.take() else {
+            return;
+        };
+        for w in f.waiters {
+            w.fail(why);
+        }
+        let parts: Vec<CheckpointPart> =
+            f.acks.into_iter().flatten().flat_map(|(p, _)| p).collect();
+        if let (false, Some(c)) = (parts.is_empty(), self.controls.first()) {
+            let _ = c.send(JobControl::Discard { parts });
         }
     }
 
     /// Cancels the running deployment (its workers stop it); in-flight waiters fail.
     fn cancel_deployment(&mut self, reason: &str) {
-        if let Some(f) = self.in_flight.take() {
-            for w in f.waiters {
-                w.fail(reason);
-            }
-        }
+        self.abandon_in_flight(reason);
         for c in self.controls.drain(..) {
             let _ = c.send(JobControl::Cancel {
                 reason: reason.to_owned(),
@@ -630,9 +637,16 @@ impl JobManager {
             }
             Restart::Recovery => Duration::ZERO,
         };
+        if !matches!(why, Restart::Rescale(_)) {
+            // A rescale that was waiting for a checkpoint was abandoned with it.
+            r.rescaling = false;
+        }
         let next = r.attempt;
         let open = r.open.clone();
         drop(r);
+        // The deployment number is recorded before it is used: a coordinator restarted
+        // after this point never deploys the same number again.
+        self.persist();
         let started = tokio::time::Instant::now();
         let (jm, rec) = (self.clone(), rec.clone());
         actix_rt::spawn(async move {
@@ -785,6 +799,7 @@ impl JobManager {
             let mut r = rec.borrow_mut();
             tracing::debug!(job = %r.info.id, checkpoint = done.id, bytes = done.size_bytes, "checkpoint completed");
             r.info.checkpoints.completed += 1;
+            crate::metrics::checkpoint_metric(&r.info.id, Some(&done));
             r.info.checkpoints.last = Some(done);
         }
         self.discard(rec, dropped);
@@ -837,7 +852,7 @@ impl JobManager {
                 let _ = c.send(JobControl::Discard { parts });
             }
             None => {
-                tracing::debug!(job = %r.info.id, parts = parts.len(), "no worker to delete old checkpoint parts")
+                tracing::warn!(job = %r.info.id, parts = parts.len(), "no worker to delete old checkpoint parts through: they stay in the store")
             }
         }
     }
@@ -849,6 +864,7 @@ impl JobManager {
             return;
         }
         let dropped: Vec<CompletedCheckpoint> = rec.borrow_mut().retained.drain(..).collect();
+        tracing::info!(job = %rec.borrow().info.id, checkpoints = dropped.len(), state = state.as_str(), "job ended: deleting its checkpoints");
         self.discard(rec, dropped);
         rec.borrow_mut().end(state, reason);
         self.persist();
@@ -1009,6 +1025,20 @@ impl JobManager {
             return Err(
                 "settings.rescale = \"auto\" needs checkpoints: set checkpoint_interval_ms".into(),
             );
+        }
+        if spec.settings.checkpoint_interval() > 0 && !spec.settings.accept_at_most_once {
+            if let Some(v) = spec
+                .vertices
+                .iter()
+                .find(|v| matches!(v.operator.as_str(), "source.tcp" | "source.client"))
+            {
+                return Err(format!(
+                    "vertex '{}': {} cannot replay what it read after the last checkpoint, so \
+                     a restart of this checkpointed job would lose it; set \
+                     settings.accept_at_most_once = true to run it anyway",
+                    v.name, v.operator
+                ));
+            }
         }
         let savepoint = match &from_savepoint {
             Some(sp) => {
@@ -1264,8 +1294,17 @@ async fn follow(
     mut recv: FramedRecv,
     _open: OpenStream,
 ) {
+    // After its part finished, the worker's stream is kept open (and read until it
+    // closes) so that the job's end and the deletion of its checkpoints reach it.
+    let mut finished_here = false;
     loop {
         let msg = recv.recv::<JobReport>().await;
+        if finished_here {
+            match msg {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
         let mut r = rec.borrow_mut();
         if r.attempt != attempt {
             // A deployment that was replaced by a restart.
@@ -1321,7 +1360,8 @@ async fn follow(
                     tracing::info!(job = %rec.borrow().info.id, "job finished");
                     jm.finish_job(&rec, JobState::Finished, None);
                 }
-                return;
+                finished_here = true;
+                continue;
             }
             Ok(Some(JobReport::Failed { reason })) => format!("on {worker}: {reason}"),
             Ok(Some(other)) => {
@@ -1340,5 +1380,92 @@ async fn follow(
             jm.fail_or_restart(&rec, attempt, failure);
         }
         return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(interval: Option<u64>, ops: &[(&str, &str)]) -> JobSpec {
+        let mut s = JobSpec::new("j");
+        s.settings.checkpoint_interval_ms = interval;
+        for (name, op) in ops {
+            s.vertices
+                .push(ringflow_stream::VertexSpec::new(*name, *op));
+        }
+        s
+    }
+
+    #[test]
+    fn the_guarantee_names_what_weakens_it() {
+        let files = [("in", "source.files"), ("out", "sink.file")];
+        assert!(guarantee(&spec(None, &files)).starts_with("none"));
+        assert!(guarantee(&spec(Some(0), &files)).starts_with("none"));
+        assert_eq!(guarantee(&spec(Some(500), &files)), "exactly-once");
+        let g = guarantee(&spec(
+            Some(500),
+            &[("in", "source.files"), ("print", "sink.stdout")],
+        ));
+        assert!(
+            g.starts_with("at-least-once") && g.contains("print (sink.stdout)"),
+            "{g}"
+        );
+        let g = guarantee(&spec(
+            Some(500),
+            &[("in", "source.tcp"), ("print", "sink.stdout")],
+        ));
+        assert!(
+            g.starts_with("at-most-once") && g.contains("in (source.tcp)"),
+            "{g}"
+        );
+    }
+
+    #[test]
+    fn a_savepoint_needs_its_stateful_vertices_under_the_same_names_and_operators() {
+        let sp = SavepointInfo {
+            id: "sp-1".into(),
+            job: "job-1".into(),
+            job_name: "j".into(),
+            stateful: vec![("counts".into(), "count".into())],
+            checkpoint: CompletedCheckpoint::default(),
+        };
+        let ok = spec(Some(100), &[("counts", "count"), ("new", "map")]);
+        assert!(check_savepoint(&ok, &sp).is_ok());
+        let renamed = spec(Some(100), &[("tally", "count")]);
+        let e = check_savepoint(&renamed, &sp).unwrap_err();
+        assert!(e.contains("'counts'") && e.contains("does not have"), "{e}");
+        let changed = spec(Some(100), &[("counts", "sum")]);
+        let e = check_savepoint(&changed, &sp).unwrap_err();
+        assert!(e.contains("is sum"), "{e}");
+    }
+
+    #[test]
+    fn only_vertices_with_state_are_recorded_in_a_savepoint() {
+        let s = spec(
+            Some(100),
+            &[("in", "source.files"), ("m", "map"), ("c", "count")],
+        );
+        let part = |v: &str, stateful| CheckpointPart {
+            vertex: v.into(),
+            stateful,
+            ..CheckpointPart::default()
+        };
+        let cp = CompletedCheckpoint {
+            parts: vec![
+                part("in", true),
+                part("m", false),
+                part("c", true),
+                part("c", false),
+            ],
+            ..CompletedCheckpoint::default()
+        };
+        assert_eq!(
+            stateful_vertices(&s, &cp),
+            vec![
+                ("in".to_string(), "source.files".to_string()),
+                ("c".to_string(), "count".to_string())
+            ]
+        );
     }
 }

@@ -94,6 +94,10 @@ pub struct WorkerArgs {
     /// Serve the DHT over RESP (Redis protocol) on this address (port 0 picks one).
     #[arg(long)]
     pub resp_listen: Option<SocketAddr>,
+    /// Store stream jobs' checkpoints as files in this directory (shared by every
+    /// worker) instead of the DHT (config key `stream.checkpoint_dir`).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
     /// DHT durability: 0 fsyncs every write before acknowledging it; N > 0 acknowledges
     /// writes the OS has and fsyncs every N ms (config key `dht.fsync_interval_ms`).
     #[arg(long)]
@@ -217,6 +221,9 @@ pub fn worker_config(a: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
     }
     if let Some(v) = a.resp_listen {
         c.dht.resp_listen = Some(v);
+    }
+    if let Some(v) = &a.checkpoint_dir {
+        c.stream.checkpoint_dir = Some(v.clone());
     }
     if let Some(v) = a.tombstone_grace_s {
         c.dht.tombstone_grace_s = v;
