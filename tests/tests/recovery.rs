@@ -390,7 +390,7 @@ fn a_corrupt_checkpoint_part_falls_back_to_the_previous_checkpoint() {
     // reads them (one in progress at the kill may still complete with the live workers'
     // parts): the failure timeout (2 s) leaves time for it.
     let mut corrupted = Vec::new();
-    let mut corrupt_newest = |c: &TestCluster, corrupted: &mut Vec<u64>| {
+    let corrupt_newest = |c: &TestCluster, corrupted: &mut Vec<u64>| {
         let j = c.job(&id).expect("status");
         let Some(last) = j.checkpoints.last.clone() else {
             return;
