@@ -269,8 +269,11 @@ pub struct TestCluster {
 impl TestCluster {
     /// Creates the CA and certificates (through the CLI) without starting anything.
     pub fn new(opts: ClusterOpts) -> Self {
+        // RINGFLOW_TEST_KEEP=1 keeps every cluster's directory (logs, data) for a post
+        // mortem.
         let dir = tempfile::Builder::new()
             .prefix("ringflow-test-")
+            .disable_cleanup(std::env::var_os("RINGFLOW_TEST_KEEP").is_some())
             .tempdir()
             .expect("tempdir");
         let c = Self {
