@@ -71,7 +71,9 @@ impl CheckpointStore for DirStore {
             let path = self.path(&key);
             let dir = path.parent().unwrap_or(&self.root).to_path_buf();
             fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, e))?;
-            let tmp = path.with_extension("tmp~");
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".tmp~");
+            let tmp = PathBuf::from(tmp);
             let mut f = fs::File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
             f.write_all(&value)
                 .and_then(|()| f.sync_all())

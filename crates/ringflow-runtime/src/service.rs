@@ -327,7 +327,7 @@ impl StreamService {
             return;
         };
         let job = job.to_owned();
-        tracing::info!(job = %job, parts = parts.len(), "deleting checkpoint parts no longer retained");
+        tracing::debug!(job = %job, parts = parts.len(), "deleting checkpoint parts no longer retained");
         actix_rt::spawn(async move {
             let keys: Vec<Vec<u8>> = parts
                 .iter()

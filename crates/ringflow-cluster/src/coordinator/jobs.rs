@@ -946,45 +946,35 @@ impl JobManager {
     /// Takes a savepoint of a running job (a checkpoint kept until it is deleted), then
     /// cancels the job if `stop`.
     pub async fn savepoint(self: Rc<Self>, id: &str, stop: bool) -> Result<SavepointInfo, String> {
+        let rec = self.running(id)?;
+        let (tx, rx) = oneshot::channel();
+        rec.borrow_mut()
+            .request_checkpoint(Waiter::Savepoint { stop, reply: tx });
+        answer_of(rx, "savepoint").await
+    }
+
+    /// A job that has not ended.
+    fn running(&self, id: &str) -> Result<Rc<RefCell<JobRecord>>, String> {
         let rec = self
             .jobs
             .borrow()
             .get(id)
             .cloned()
             .ok_or_else(|| format!("no job {id}"))?;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut r = rec.borrow_mut();
-            if r.info.state.is_terminal() {
-                return Err(format!("job {id} is {}", r.info.state.as_str()));
-            }
-            r.request_checkpoint(Waiter::Savepoint { stop, reply: tx });
+        let state = rec.borrow().info.state;
+        if state.is_terminal() {
+            return Err(format!("job {id} is {}", state.as_str()));
         }
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err("the savepoint was abandoned (the job restarted)".into()),
-            Err(_) => Err(format!(
-                "the savepoint did not complete within {} s",
-                REQUEST_TIMEOUT.as_secs()
-            )),
-        }
+        Ok(rec)
     }
 
     /// Moves a running job to the current membership: a checkpoint, then a restart from
     /// it on the live workers. Answers once the job runs again.
     pub async fn rescale(self: Rc<Self>, id: &str) -> Result<JobInfo, String> {
-        let rec = self
-            .jobs
-            .borrow()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| format!("no job {id}"))?;
+        let rec = self.running(id)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut r = rec.borrow_mut();
-            if r.info.state.is_terminal() {
-                return Err(format!("job {id} is {}", r.info.state.as_str()));
-            }
             if r.rescaling {
                 return Err(format!("job {id} is already being rescaled"));
             }
@@ -996,14 +986,7 @@ impl JobManager {
             r.rescaling = true;
             r.request_checkpoint(Waiter::Rescale { reply: Some(tx) });
         }
-        let out = match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err("the rescale was abandoned (the job restarted)".into()),
-            Err(_) => Err(format!(
-                "the rescale did not complete within {} s",
-                REQUEST_TIMEOUT.as_secs()
-            )),
-        };
+        let out = answer_of(rx, "rescale").await;
         if out.is_err() {
             rec.borrow_mut().rescaling = false;
         }
@@ -1244,6 +1227,18 @@ impl JobManager {
             )),
             Err(e) => Err(format!("worker {}: {e}", w.id)),
         }
+    }
+}
+
+/// The answer to a savepoint or rescale request, or why there is none.
+async fn answer_of<T>(rx: oneshot::Receiver<Result<T, String>>, what: &str) -> Result<T, String> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(format!("the {what} was abandoned (the job restarted)")),
+        Err(_) => Err(format!(
+            "the {what} did not complete within {} s",
+            REQUEST_TIMEOUT.as_secs()
+        )),
     }
 }
 

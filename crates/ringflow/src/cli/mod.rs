@@ -57,7 +57,7 @@ pub enum Command {
     Get(KeyArgs),
     /// Delete a key from the DHT (prints how many keys were deleted).
     Del(KeyArgs),
-    /// Submit, list, inspect and cancel stream jobs.
+    /// Submit, list, inspect, cancel, savepoint and rescale stream jobs.
     #[command(subcommand)]
     Job(JobCommand),
     /// Generate input for `sort`: Sort Benchmark (gensort) records or lines of words.
