@@ -357,19 +357,34 @@ inputs = [{ from = "keyed", edge = "hash" }]
 fn word_count_on_three_workers_equals_a_single_threaded_reference() {
     let c = TestCluster::start(ClusterOpts::for_jobs());
     let (input, counts) = corpus(c.dir(), 9, 2000, 5);
-    let out = c.dir().join("out-wordcount");
+    // The same job with its operators chained (the default) and with chaining off.
+    for (name, chaining) in [("wordcount", true), ("wordcount-unchained", false)] {
+        word_count_run(&c, name, chaining, &input, &counts);
+    }
+}
+
+fn word_count_run(
+    c: &TestCluster,
+    name: &str,
+    chaining: bool,
+    input: &std::path::Path,
+    counts: &BTreeMap<String, u64>,
+) {
+    let out = c.dir().join(format!("out-{name}"));
     let spec = ringflow_tests::word_count_job(
-        "wordcount",
-        "batch_size = 300\nlinger_ms = 5",
-        &input,
+        name,
+        &format!("batch_size = 300\nlinger_ms = 5\nchaining = {chaining}"),
+        input,
         "",
         &out,
-        r#"[[vertex]]
+        &format!(
+            r#"[[vertex]]
 name = "to-dht"
 operator = "sink.dht"
-config = { key_prefix = "wc:", value_field = "count" }
+config = {{ key_prefix = "{name}:", value_field = "count" }}
 inputs = ["counts"]
-"#,
+"#
+        ),
     );
     let id = c.submit_job(&spec).expect("job accepted");
     let j = c.wait_job_end(&id);
@@ -380,7 +395,7 @@ inputs = ["counts"]
         Some(counts.len() as u64)
     );
     for (word, n) in counts.iter().take(5) {
-        let key = format!("wc:{word}");
+        let key = format!("{name}:{word}");
         let mut args = vec!["get", key.as_str()];
         let client = c.client_args();
         args.extend(client.iter().map(String::as_str));
@@ -402,7 +417,10 @@ inputs = ["counts"]
             "word {k} counted on two workers"
         );
     }
-    assert_eq!(got, counts, "word counts differ from the reference");
+    assert_eq!(
+        &got, counts,
+        "{name}: word counts differ from the reference"
+    );
     let total: u64 = counts.values().sum();
     assert_eq!(vertex(&j, "counts").records_in, total);
     assert_eq!(vertex(&j, "lines").records_out, 9 * 2000);

@@ -252,6 +252,9 @@ pub struct StreamSettings {
     /// Every worker must see the same directory (a shared filesystem) for a job to be
     /// restored on other workers than the ones that wrote its parts.
     pub checkpoint_dir: Option<PathBuf>,
+    /// Threads the worker runs each job's operators on (unset or 0: one per core). A
+    /// chain of operators is one actor; a job's actors share these threads.
+    pub threads: Option<usize>,
 }
 
 impl Default for WorkerConfig {
@@ -297,6 +300,12 @@ impl WorkerConfig {
         }
         if self.capacity == 0 {
             out.push(Problem::new("capacity", "capacity must be >= 1"));
+        }
+        if self.stream.threads.is_some_and(|t| t > 1024) {
+            out.push(Problem::new(
+                "stream.threads",
+                "stream.threads must be at most 1024 (0: one per core)",
+            ));
         }
         if self.coordinator.trim().is_empty() {
             out.push(Problem::new("coordinator", "coordinator address is empty"));

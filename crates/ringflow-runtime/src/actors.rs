@@ -1,7 +1,8 @@
-//! Operator and source instances as actix actors, each on an Arbiter (thread) of its
-//! own so a slow or CPU-heavy operator never delays the QUIC endpoint or its peers.
+//! Chains of instances (see [`Chain`]) as actix actors, spread over the job's bounded
+//! set of Arbiters (threads), none on the QUIC endpoint's thread, so a CPU-heavy operator
+//! never delays the network.
 //!
-//! An operator actor reads its credit-bounded [`InputQueue`] as a stream (decoding the
+//! An operator actor (a chain headed by an operator) reads its credit-bounded [`InputQueue`] as a stream (decoding the
 //! batches that came encoded from other workers); while it waits
 //! for downstream credit (`ctx.wait`) it reads nothing, so its own input fills and its
 //! senders wait in turn: backpressure reaches the sources, which are only polled when
@@ -14,7 +15,7 @@ use actix::prelude::*;
 use ringflow_cluster::clock::now_ms;
 use ringflow_proto::VertexStatus;
 use ringflow_stream::checkpoint::{CheckpointId, InstanceSnapshot};
-use ringflow_stream::instance::{InstanceMetrics, OperatorInstance, Outgoing, SourceInstance};
+use ringflow_stream::instance::{Chain, ChainEvent, ChainOutgoing, InstanceMetrics};
 use ringflow_stream::SourcePoll;
 use tokio::sync::mpsc;
 
@@ -57,17 +58,56 @@ fn publish(status: &SharedStatus, m: &InstanceMetrics, gauge: Option<&QueueGauge
     }
 }
 
-/// An operator instance as an actor.
+/// Publishes every member's counters (the head's with its queue).
+fn publish_chain(chain: &mut Chain, statuses: &[SharedStatus], gauge: Option<&QueueGauge>) {
+    let done = chain.is_finished();
+    for (i, status) in statuses.iter().enumerate() {
+        if let Some(m) = chain.metrics(i) {
+            publish(status, &m, if i == 0 { gauge } else { None }, done);
+        }
+    }
+}
+
+/// Tells the job what the chain's members did (snapshots, ends). Counters are
+/// published before an end is reported: the job's final status is read once every
+/// instance has ended.
+fn report(
+    chain: &mut Chain,
+    events: &mpsc::UnboundedSender<InstanceEvent>,
+    statuses: &[SharedStatus],
+    gauge: Option<&QueueGauge>,
+) {
+    let evs = chain.take_events();
+    if evs.iter().any(|e| matches!(e, ChainEvent::Finished(..))) {
+        publish_chain(chain, statuses, gauge);
+    }
+    for ev in evs {
+        let _ = events.send(match ev {
+            ChainEvent::Snapshot {
+                vertex,
+                snapshot,
+                alignment_ms,
+            } => InstanceEvent::Snapshot {
+                vertex,
+                snapshot,
+                alignment_ms,
+            },
+            ChainEvent::Finished(v, last) => InstanceEvent::Finished(v, last),
+        });
+    }
+}
+
+/// A chain headed by an operator, as an actor.
 pub(crate) struct OperatorActor {
-    pub vertex: usize,
-    pub inst: OperatorInstance,
+    pub inst: Chain,
     /// Deliveries from inputs blocked by a checkpoint barrier, with their credit still
     /// taken (so those senders wait), until the barrier is aligned.
     pub stash: std::collections::VecDeque<Delivery>,
     pub input: Option<InputQueue>,
     pub gauge: QueueGauge,
     pub outlets: Arc<Outlets>,
-    pub status: SharedStatus,
+    /// One per member, head first.
+    pub statuses: Vec<SharedStatus>,
     pub events: mpsc::UnboundedSender<InstanceEvent>,
     pub tick: Duration,
     pub failed: bool,
@@ -76,7 +116,7 @@ pub(crate) struct OperatorActor {
 impl OperatorActor {
     fn forward(
         &mut self,
-        out: Result<Vec<Outgoing>, ringflow_stream::StreamError>,
+        out: Result<Vec<ChainOutgoing>, ringflow_stream::StreamError>,
         ctx: &mut Context<Self>,
     ) {
         let mut out = match out {
@@ -120,28 +160,24 @@ impl OperatorActor {
     }
 
     fn check_done(&mut self, ctx: &mut Context<Self>) {
-        let done = self.inst.is_finished();
-        publish(&self.status, &self.inst.metrics(), Some(&self.gauge), done);
-        if done {
-            let _ = self.events.send(InstanceEvent::Finished(self.vertex, None));
+        publish_chain(&mut self.inst, &self.statuses, Some(&self.gauge));
+        if self.inst.is_finished() {
             ctx.stop();
         }
     }
 
-    /// Sends the snapshots the instance took to the job.
+    /// Sends what the chain's members did to the job.
     fn report_snapshots(&mut self) {
-        let alignment_ms = self.inst.last_alignment_ms();
-        for snapshot in self.inst.take_snapshots() {
-            let _ = self.events.send(InstanceEvent::Snapshot {
-                vertex: self.vertex,
-                snapshot,
-                alignment_ms,
-            });
-        }
+        report(
+            &mut self.inst,
+            &self.events,
+            &self.statuses,
+            Some(&self.gauge),
+        );
     }
 
     /// Hands one delivery to the instance; its credit returns once it is handled.
-    fn deliver(&mut self, d: Delivery) -> Result<Vec<Outgoing>, String> {
+    fn deliver(&mut self, d: Delivery) -> Result<Vec<ChainOutgoing>, String> {
         let Delivery { chan, msg, permit } = d;
         let msg = msg.into_message()?;
         let out = self
@@ -205,22 +241,19 @@ impl StreamHandler<Delivery> for OperatorActor {
         // without an end.
         if !self.inst.is_finished() {
             self.fail(
-                format!(
-                    "the inputs of '{}' closed before their end",
-                    self.inst.vertex()
-                ),
+                "the inputs of a vertex closed before their end".to_string(),
                 ctx,
             );
         }
     }
 }
 
-/// A source instance as an actor.
+/// A chain headed by a source, as an actor.
 pub(crate) struct SourceActor {
-    pub vertex: usize,
-    pub inst: SourceInstance,
+    pub inst: Chain,
     pub outlets: Arc<Outlets>,
-    pub status: SharedStatus,
+    /// One per member, head first.
+    pub statuses: Vec<SharedStatus>,
     pub events: mpsc::UnboundedSender<InstanceEvent>,
     pub budget: usize,
     pub max_wait: Duration,
@@ -237,6 +270,45 @@ impl SourceActor {
         self.failed = true;
         ctx.stop();
     }
+
+    /// Reports what the chain did, sends `out` (the actor handles nothing else
+    /// meanwhile), then goes on with [`SourceActor::next`].
+    fn send_then(&mut self, out: Vec<ChainOutgoing>, poll: SourcePoll, ctx: &mut Context<Self>) {
+        report(&mut self.inst, &self.events, &self.statuses, None);
+        let fut = self.outlets.clone().send_all(out);
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(()) => act.next(poll, ctx),
+            Err(e) => act.fail(e, ctx),
+        }));
+    }
+
+    /// Sends a draining member's next part, until none drains; then polls again or ends.
+    fn next(&mut self, poll: SourcePoll, ctx: &mut Context<Self>) {
+        if self.inst.is_draining() {
+            let out = match self.inst.drain(now_ms()) {
+                Ok(out) => out,
+                Err(e) => return self.fail(e.to_string(), ctx),
+            };
+            return self.send_then(out, poll, ctx);
+        }
+        publish_chain(&mut self.inst, &self.statuses, None);
+        match poll {
+            SourcePoll::More => {
+                ctx.notify(Poll);
+            }
+            SourcePoll::Wait(ms) => {
+                ctx.notify_later(Poll, Duration::from_millis(ms).min(self.max_wait));
+            }
+            SourcePoll::Done => {
+                if self.inst.is_finished() {
+                    ctx.stop();
+                } else {
+                    // A chained member still has output to give: its linger time.
+                    ctx.notify_later(Poll, self.max_wait);
+                }
+            }
+        }
+    }
 }
 
 impl Actor for SourceActor {
@@ -251,34 +323,17 @@ impl Handler<Poll> for SourceActor {
     type Result = ();
 
     fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
-        let (out, poll) = match self.inst.poll(self.budget, now_ms()) {
+        let now = now_ms();
+        let (mut out, poll) = match self.inst.poll(self.budget, now) {
             Ok(r) => r,
             Err(e) => return self.fail(e.to_string(), ctx),
         };
-        let fut = self.outlets.clone().send_all(out);
-        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
-            let m = act.inst.metrics();
-            publish(&act.status, &m, None, act.inst.is_finished());
-            if let Err(e) = res {
-                return act.fail(e, ctx);
-            }
-            match poll {
-                SourcePoll::More => {
-                    ctx.notify(Poll);
-                }
-                SourcePoll::Wait(ms) => {
-                    ctx.notify_later(Poll, Duration::from_millis(ms).min(act.max_wait));
-                }
-                SourcePoll::Done => {
-                    let last = match act.inst.final_position() {
-                        Ok(s) => Some(s),
-                        Err(e) => return act.fail(e.to_string(), ctx),
-                    };
-                    let _ = act.events.send(InstanceEvent::Finished(act.vertex, last));
-                    ctx.stop();
-                }
-            }
-        }));
+        // Chained members flush their partial batches after their linger time.
+        match self.inst.tick(now) {
+            Ok(more) => out.extend(more),
+            Err(e) => return self.fail(e.to_string(), ctx),
+        }
+        self.send_then(out, poll, ctx);
     }
 }
 
@@ -291,17 +346,11 @@ impl Handler<InjectBarrier> for SourceActor {
     type Result = ();
 
     fn handle(&mut self, msg: InjectBarrier, ctx: &mut Context<Self>) {
-        let out = match self.inst.barrier(msg.0) {
+        let out = match self.inst.barrier(msg.0, now_ms()) {
             Ok(out) => out,
             Err(e) => return self.fail(e.to_string(), ctx),
         };
-        for snapshot in self.inst.take_snapshots() {
-            let _ = self.events.send(InstanceEvent::Snapshot {
-                vertex: self.vertex,
-                snapshot,
-                alignment_ms: 0,
-            });
-        }
+        report(&mut self.inst, &self.events, &self.statuses, None);
         // Sent before the next poll's records (ctx.wait holds the actor's other messages).
         let fut = self.outlets.clone().send_all(out);
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| {

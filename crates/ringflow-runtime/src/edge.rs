@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ringflow_net::{Connection, FramedRecv, FramedSend};
 use ringflow_proto::{EdgeOpen, PeerRole, StreamOpen, STREAM_SERVICE};
-use ringflow_stream::instance::Outgoing;
+use ringflow_stream::instance::ChainOutgoing;
 use ringflow_stream::wire::DataFrame;
 use ringflow_stream::{Message as StreamMsg, PortType};
 use tokio::sync::mpsc;
@@ -35,18 +35,27 @@ pub(crate) enum Target {
     },
 }
 
-/// Every target of every output edge of one instance: `targets[edge][target]`.
+/// Every target of every output edge of each member of one chain:
+/// `targets[member][edge][target]` (none for the edges inside the chain).
 pub(crate) struct Outlets {
-    pub targets: Vec<Vec<Option<Target>>>,
+    pub targets: Vec<Vec<Vec<Option<Target>>>>,
 }
 
 impl Outlets {
     /// Delivers messages in order, waiting for credit; serializes batches for remote
     /// targets here, on the operator's thread.
-    pub(crate) async fn send_all(self: Arc<Self>, out: Vec<Outgoing>) -> Result<(), String> {
-        for o in out {
-            let Some(Some(target)) = self.targets.get(o.edge).and_then(|t| t.get(o.target)) else {
-                return Err(format!("no route for edge {} target {}", o.edge, o.target));
+    pub(crate) async fn send_all(self: Arc<Self>, out: Vec<ChainOutgoing>) -> Result<(), String> {
+        for ChainOutgoing { member, out: o } in out {
+            let Some(Some(target)) = self
+                .targets
+                .get(member)
+                .and_then(|m| m.get(o.edge))
+                .and_then(|t| t.get(o.target))
+            else {
+                return Err(format!(
+                    "no route for edge {} target {} of chain member {member}",
+                    o.edge, o.target
+                ));
             };
             match target {
                 Target::Local(s) => s

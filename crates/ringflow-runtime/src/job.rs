@@ -14,7 +14,7 @@ use ringflow_net::{Connection, Endpoint};
 use ringflow_proto::{EdgeOpen, JobPrepare, VertexStatus};
 use ringflow_ring::RingConfig;
 use ringflow_stream::checkpoint::Restore;
-use ringflow_stream::instance::{self, Routing};
+use ringflow_stream::instance::{self, Chain, Routing};
 use ringflow_stream::registry::Instance;
 use ringflow_stream::{plan, InitContext, JobPlan, JobSpec, PortType, Registry};
 use tokio::sync::mpsc;
@@ -69,6 +69,8 @@ pub(crate) struct LocalJob {
     sources: RefCell<Vec<Addr<SourceActor>>>,
     /// The vertices with an instance here.
     pub local_vertices: Vec<usize>,
+    /// Most threads its actors run on.
+    threads: usize,
 }
 
 impl LocalJob {
@@ -79,6 +81,7 @@ impl LocalJob {
         worker: &str,
         scratch: std::path::PathBuf,
         restored: &crate::checkpoints::Restored,
+        threads: usize,
     ) -> Result<(LocalJob, mpsc::UnboundedReceiver<JobEvent>), String> {
         let spec = JobSpec::from_json(&prep.spec_json).map_err(|e| e.to_string())?;
         let ring = RingConfig::new(prep.partitions, 1).map_err(|e| e.to_string())?;
@@ -116,7 +119,8 @@ impl LocalJob {
                 continue;
             }
             let chans = plan.input_channels(v, index, n);
-            let input = if vp.is_source {
+            let input = if vp.is_source || plan.chained_input(v).is_some() {
+                // A chained vertex is fed directly by the one before it.
                 None
             } else {
                 let (senders, queue, gauge) = credit::input(chans.len(), s.edge_credits);
@@ -181,6 +185,7 @@ impl LocalJob {
             scratch,
             events_tx,
             expected_done: RefCell::new(0),
+            threads,
         };
         Ok((job, events_rx))
     }
@@ -219,134 +224,167 @@ impl LocalJob {
         let s = self.plan.spec.settings.clone();
         // One connection per peer worker that some local instance sends to.
         let mut conns: HashMap<usize, Connection> = HashMap::new();
-        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        let mut pending: HashMap<usize, Pending> = std::mem::take(&mut *self.pending.borrow_mut())
+            .into_iter()
+            .map(|p| (p.vertex, p))
+            .collect();
         let mut expected = 0;
-        let mut actors = Vec::new();
-        for p in pending {
-            let v = p.vertex;
-            let my_instance = if self.plan.vertices[v].single {
-                0
-            } else {
-                self.index
-            };
-            let mut targets = Vec::new();
-            for &e in &self.plan.vertices[v].outputs {
-                let edge = &self.plan.edges[e];
-                let count = self.plan.instances(edge.to, n);
-                let mut row = Vec::new();
-                for t in 0..count {
-                    let reachable = match edge.kind {
-                        ringflow_stream::EdgeKind::Forward => t == my_instance,
-                        _ => true,
-                    };
-                    if !reachable {
-                        row.push(None);
-                        continue;
-                    }
-                    if t == self.index {
-                        let (sender, _) = self
-                            .input_for(e as u32, my_instance as u32)
-                            .ok_or_else(|| format!("no local input for edge {e}"))?;
-                        row.push(Some(Target::Local(sender)));
-                    } else {
-                        let conn = match conns.get(&t) {
-                            Some(c) => c.clone(),
-                            None => {
-                                let (peer, addr) = &self.workers[t];
-                                let sa: SocketAddr = addr
-                                    .parse()
-                                    .map_err(|_| format!("bad address {addr} of {peer}"))?;
-                                let c = endpoint
-                                    .connect(sa)
-                                    .await
-                                    .map_err(|e| format!("connecting to {peer}: {e}"))?;
-                                conns.insert(t, c.clone());
-                                c
-                            }
-                        };
-                        let open = EdgeOpen {
-                            job: self.id.clone(),
-                            edge: e as u32,
-                            sender: my_instance as u32,
-                            receiver: t as u32,
-                        };
-                        let (tx, task) = edge::open(
-                            &conn,
-                            open,
-                            worker_id,
-                            cluster,
-                            self.workers[t].0.clone(),
-                            s.edge_credits,
-                            self.events_tx.clone(),
-                        )
-                        .await?;
-                        expected += 1;
-                        self.tasks.borrow_mut().push(task);
-                        row.push(Some(Target::Remote {
-                            tx,
-                            port: self.plan.vertices[v].output,
-                        }));
-                    }
-                }
-                targets.push(row);
+        let mut chains = Vec::new();
+        for members in self.plan.chains() {
+            if !pending.contains_key(&members[0]) {
+                continue;
             }
-            expected += 1;
-            actors.push((p, Arc::new(Outlets { targets })));
+            let mut built = Vec::new();
+            let mut links = Vec::new();
+            let mut outlets = Vec::new();
+            let mut input = None;
+            let mut statuses = Vec::new();
+            for (m, &v) in members.iter().enumerate() {
+                let p = pending
+                    .remove(&v)
+                    .ok_or_else(|| format!("chained vertex {v} has no instance here"))?;
+                let link = members
+                    .get(m + 1)
+                    .and_then(|&next| self.plan.chained_input(next));
+                if let Some(e) = link {
+                    let pos = self.plan.vertices[v]
+                        .outputs
+                        .iter()
+                        .position(|&o| o == e)
+                        .ok_or("a chain link that is not an output")?;
+                    links.push(pos);
+                }
+                if m == 0 {
+                    input = p.input;
+                }
+                let my_instance = if self.plan.vertices[v].single {
+                    0
+                } else {
+                    self.index
+                };
+                let mut targets = Vec::new();
+                for &e in &self.plan.vertices[v].outputs {
+                    let edge = &self.plan.edges[e];
+                    let count = self.plan.instances(edge.to, n);
+                    let mut row = Vec::new();
+                    for t in 0..count {
+                        let reachable = match edge.kind {
+                            ringflow_stream::EdgeKind::Forward => t == my_instance,
+                            _ => true,
+                        };
+                        if !reachable || Some(e) == link {
+                            row.push(None);
+                            continue;
+                        }
+                        if t == self.index {
+                            let (sender, _) = self
+                                .input_for(e as u32, my_instance as u32)
+                                .ok_or_else(|| format!("no local input for edge {e}"))?;
+                            row.push(Some(Target::Local(sender)));
+                        } else {
+                            let conn = match conns.get(&t) {
+                                Some(c) => c.clone(),
+                                None => {
+                                    let (peer, addr) = &self.workers[t];
+                                    let sa: SocketAddr = addr
+                                        .parse()
+                                        .map_err(|_| format!("bad address {addr} of {peer}"))?;
+                                    let c = endpoint
+                                        .connect(sa)
+                                        .await
+                                        .map_err(|e| format!("connecting to {peer}: {e}"))?;
+                                    conns.insert(t, c.clone());
+                                    c
+                                }
+                            };
+                            let open = EdgeOpen {
+                                job: self.id.clone(),
+                                edge: e as u32,
+                                sender: my_instance as u32,
+                                receiver: t as u32,
+                            };
+                            let (tx, task) = edge::open(
+                                &conn,
+                                open,
+                                worker_id,
+                                cluster,
+                                self.workers[t].0.clone(),
+                                s.edge_credits,
+                                self.events_tx.clone(),
+                            )
+                            .await?;
+                            expected += 1;
+                            self.tasks.borrow_mut().push(task);
+                            row.push(Some(Target::Remote {
+                                tx,
+                                port: self.plan.vertices[v].output,
+                            }));
+                        }
+                    }
+                    targets.push(row);
+                }
+                outlets.push(targets);
+                expected += 1;
+                statuses.push(
+                    self.statuses
+                        .iter()
+                        .find(|(sv, _)| *sv == v)
+                        .map(|(_, s)| s.clone())
+                        .ok_or("missing status")?,
+                );
+                built.push((v, p.instance));
+            }
+            let chain = Chain::new(built, links).map_err(|e| e.to_string())?;
+            chains.push((
+                chain,
+                input,
+                statuses,
+                Arc::new(Outlets { targets: outlets }),
+            ));
         }
         *self.expected_done.borrow_mut() = expected;
         self.conns.borrow_mut().extend(conns.into_values());
 
-        // Operators before sources, so nothing waits on an actor that is not there yet.
-        actors.sort_by_key(|(p, _)| matches!(p.instance, Instance::Source(_)));
+        // The job's actors share a bounded set of threads (`[stream] threads` of the
+        // worker), operators before sources, so nothing waits on an actor that is not
+        // there yet.
+        chains.sort_by_key(|(c, ..)| c.is_source());
+        let threads = self.threads.clamp(1, chains.len().max(1));
+        let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let (inst_tx, mut inst_rx) = mpsc::unbounded_channel::<InstanceEvent>();
         let tick = Duration::from_millis((s.linger_ms / 2).clamp(5, 1000));
-        for (p, outlets) in actors {
-            let status = self
-                .statuses
-                .iter()
-                .find(|(v, _)| *v == p.vertex)
-                .map(|(_, s)| s.clone())
-                .ok_or("missing status")?;
-            let arbiter = Arbiter::new();
+        for (k, (chain, input, statuses, outlets)) in chains.into_iter().enumerate() {
+            let arbiter = &arbiters[k % threads];
             let events = inst_tx.clone();
-            match p.instance {
-                Instance::Operator(inst) => {
-                    let (queue, gauge) = p.input.ok_or("operator without input")?;
-                    let vertex = p.vertex;
-                    OperatorActor::start_in_arbiter(&arbiter.handle(), move |_| OperatorActor {
-                        vertex,
-                        inst,
-                        stash: Default::default(),
-                        input: Some(queue),
-                        gauge,
-                        outlets,
-                        status,
-                        events,
-                        tick,
-                        failed: false,
-                    });
-                }
-                Instance::Source(inst) => {
-                    let budget = s.batch_size;
-                    let max_wait =
-                        Duration::from_millis(s.linger_ms.min(s.idle_timeout_ms / 2).max(1));
-                    let vertex = p.vertex;
-                    let addr =
-                        SourceActor::start_in_arbiter(&arbiter.handle(), move |_| SourceActor {
-                            vertex,
-                            inst,
-                            outlets,
-                            status,
-                            events,
-                            budget,
-                            max_wait,
-                            failed: false,
-                        });
-                    self.sources.borrow_mut().push(addr);
-                }
+            if chain.is_source() {
+                let budget = s.batch_size;
+                let max_wait = Duration::from_millis(s.linger_ms.min(s.idle_timeout_ms / 2).max(1));
+                let addr = SourceActor::start_in_arbiter(&arbiter.handle(), move |_| SourceActor {
+                    inst: chain,
+                    outlets,
+                    statuses,
+                    events,
+                    budget,
+                    max_wait,
+                    failed: false,
+                });
+                self.sources.borrow_mut().push(addr);
+            } else {
+                let (queue, gauge) = input.ok_or("operator without input")?;
+                OperatorActor::start_in_arbiter(&arbiter.handle(), move |_| OperatorActor {
+                    inst: chain,
+                    stash: Default::default(),
+                    input: Some(queue),
+                    gauge,
+                    outlets,
+                    statuses,
+                    events,
+                    tick,
+                    failed: false,
+                });
             }
-            self.arbiters.borrow_mut().push(arbiter);
         }
+        self.arbiters.borrow_mut().extend(arbiters);
         drop(inst_tx);
         // Relay instance events (they come from other threads) onto the job's channel.
         let events = self.events_tx.clone();

@@ -19,4 +19,4 @@ mod service;
 
 pub use dir_store::DirStore;
 pub use ringflow_proto::STREAM_SERVICE as SERVICE;
-pub use service::{service, StreamService};
+pub use service::{service, service_with, StreamService};

@@ -32,7 +32,17 @@ const OUTBOX_GRACE: Duration = Duration::from_secs(300);
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// Builds the stream service with the operators of `registry`.
-pub fn service(mut registry: Registry) -> ServiceFactory {
+pub fn service(registry: Registry) -> ServiceFactory {
+    service_with(registry, 0)
+}
+
+/// [`service`], running each job's actors on `threads` threads (0: one per core).
+pub fn service_with(mut registry: Registry, threads: usize) -> ServiceFactory {
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    } else {
+        threads
+    };
     registry.provide(ClientPorts::default());
     let registry = Arc::new(registry);
     Box::new(move |ctx: ServiceContext| {
@@ -45,6 +55,7 @@ pub fn service(mut registry: Registry) -> ServiceFactory {
             registry,
             ports,
             jobs: RefCell::new(HashMap::new()),
+            threads,
         }) as Rc<dyn WorkerService>)
     })
 }
@@ -55,6 +66,8 @@ pub struct StreamService {
     registry: Arc<Registry>,
     ports: Arc<ClientPorts>,
     jobs: RefCell<HashMap<String, Rc<LocalJob>>>,
+    /// Threads per job.
+    threads: usize,
 }
 
 impl WorkerService for StreamService {
@@ -149,6 +162,7 @@ impl StreamService {
             self.ctx.worker_id.as_str(),
             scratch,
             &restored,
+            self.threads,
         );
         let (job, mut events) = match prepared {
             Ok(j) => j,

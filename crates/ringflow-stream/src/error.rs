@@ -38,6 +38,9 @@ pub enum StreamError {
     /// restored.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A chain of instances was built wrong (a bug in its caller).
+    #[error("chain: {0}")]
+    Chain(String),
 }
 
 /// Why a job spec was refused; names the vertex when one is at fault.

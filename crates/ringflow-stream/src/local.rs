@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use ringflow_ring::RingConfig;
 
-use crate::instance::{self, InstanceMetrics, Outgoing, Routing};
+use crate::instance::{self, Chain, ChainOutgoing, InstanceMetrics, Routing};
 use crate::operator::InitContext;
 use crate::plan::JobPlan;
-use crate::registry::{Instance, Registry};
+use crate::registry::Registry;
 use crate::source::SourcePoll;
 use crate::{Message, StreamError};
 
@@ -18,9 +18,11 @@ use crate::{Message, StreamError};
 pub struct LocalRunner {
     plan: JobPlan,
     workers: usize,
-    /// `instances[v][i]`: instance `i` of vertex `v` (None where it does not run).
-    instances: Vec<Vec<Option<Instance>>>,
-    /// (vertex, receiver, edge, sender) -> input channel index of the receiver.
+    /// `chains[c][i]`: instance `i` of chain `c` (as [`JobPlan::chains`] lists them).
+    chains: Vec<Vec<Chain>>,
+    /// Chain of each vertex.
+    chain_of: Vec<usize>,
+    /// (head vertex, receiver, edge, sender) -> input channel index of the receiver.
     channels: HashMap<(usize, usize, usize, usize), usize>,
     queue: VecDeque<(usize, usize, usize, Message)>,
     wake_at: Vec<Vec<u64>>,
@@ -29,7 +31,8 @@ pub struct LocalRunner {
 }
 
 impl LocalRunner {
-    /// Instantiates every vertex on `workers` simulated workers; `now` starts the clock.
+    /// Instantiates every vertex on `workers` simulated workers, chained as the plan
+    /// says; `now` starts the clock.
     pub fn new(
         plan: JobPlan,
         registry: &Registry,
@@ -40,38 +43,54 @@ impl LocalRunner {
     ) -> Result<Self, StreamError> {
         let workers = workers.max(1);
         let routing = Routing::round_robin(ring, workers as u32);
-        let mut instances = Vec::new();
         let mut channels = HashMap::new();
-        for v in 0..plan.vertices.len() {
-            let n = plan.instances(v, workers);
+        let mut chain_of = vec![0; plan.vertices.len()];
+        let mut chains = Vec::new();
+        for (c, members) in plan.chains().into_iter().enumerate() {
+            let head = members[0];
+            let n = plan.instances(head, workers);
             let mut row = Vec::new();
             for i in 0..n {
-                let chans = plan.input_channels(v, i, workers);
-                for (c, &(e, sender)) in chans.iter().enumerate() {
-                    channels.insert((v, i, e, sender), c);
+                let chans = plan.input_channels(head, i, workers);
+                for (ch, &(e, sender)) in chans.iter().enumerate() {
+                    channels.insert((head, i, e, sender), ch);
                 }
-                let base = InitContext {
-                    job: "local".into(),
-                    vertex: String::new(),
-                    worker: format!("w{i}"),
-                    instance: i,
-                    instances: n,
-                    ring,
-                    scratch_dir: scratch_dir.clone(),
-                    validate_only: false,
-                    extensions: registry.extensions().clone(),
-                };
-                row.push(Some(instance::build(
-                    &plan, registry, v, i, workers, &base, &routing, now,
-                )?));
+                let mut built = Vec::new();
+                let mut links = Vec::new();
+                for &v in &members {
+                    if let Some(e) = plan.chained_input(v) {
+                        let up = plan.edges[e].from;
+                        let pos = plan.vertices[up].outputs.iter().position(|&o| o == e);
+                        links.push(pos.unwrap_or(usize::MAX));
+                    }
+                    let base = InitContext {
+                        job: "local".into(),
+                        vertex: String::new(),
+                        worker: format!("w{i}"),
+                        instance: i,
+                        instances: n,
+                        ring,
+                        scratch_dir: scratch_dir.clone(),
+                        validate_only: false,
+                        extensions: registry.extensions().clone(),
+                    };
+                    let inst =
+                        instance::build(&plan, registry, v, i, workers, &base, &routing, now)?;
+                    built.push((v, inst));
+                }
+                row.push(Chain::new(built, links)?);
             }
-            instances.push(row);
+            for &v in &members {
+                chain_of[v] = c;
+            }
+            chains.push(row);
         }
-        let wake_at = instances.iter().map(|r| vec![now; r.len()]).collect();
+        let wake_at = chains.iter().map(|r| vec![now; r.len()]).collect();
         Ok(LocalRunner {
             plan,
             workers,
-            instances,
+            chains,
+            chain_of,
             channels,
             queue: VecDeque::new(),
             wake_at,
@@ -87,20 +106,19 @@ impl LocalRunner {
 
     /// True when every instance has finished.
     pub fn is_finished(&self) -> bool {
-        self.instances.iter().flatten().flatten().all(|i| match i {
-            Instance::Operator(o) => o.is_finished(),
-            Instance::Source(s) => s.is_finished(),
-        })
+        self.chains.iter().flatten().all(Chain::is_finished)
     }
 
-    fn route(&mut self, v: usize, sender: usize, out: Vec<Outgoing>) {
-        for o in out {
+    fn route(&mut self, c: usize, sender: usize, out: Vec<ChainOutgoing>) {
+        for ChainOutgoing { member, out: o } in out {
+            let v = self.chains[c][sender].vertices()[member];
             let Some(&e) = self.plan.vertices[v].outputs.get(o.edge) else {
                 continue;
             };
             let to = self.plan.edges[e].to;
             if let Some(&chan) = self.channels.get(&(to, o.target, e, sender)) {
-                self.queue.push_back((to, o.target, chan, o.msg));
+                self.queue
+                    .push_back((self.chain_of[to], o.target, chan, o.msg));
             }
         }
     }
@@ -113,46 +131,35 @@ impl LocalRunner {
         while !self.is_finished() && self.now <= deadline {
             let mut progressed = false;
             // Sources whose wake time has come.
-            for v in 0..self.instances.len() {
-                for i in 0..self.instances[v].len() {
-                    if self.wake_at[v][i] > self.now {
+            for c in 0..self.chains.len() {
+                for i in 0..self.chains[c].len() {
+                    let chain = &mut self.chains[c][i];
+                    if self.wake_at[c][i] > self.now || !chain.is_source() || chain.is_finished() {
                         continue;
                     }
-                    let Some(Instance::Source(src)) = self.instances[v][i].as_mut() else {
-                        continue;
-                    };
-                    if src.is_finished() {
-                        continue;
-                    }
-                    let (out, poll) = src.poll(budget, self.now)?;
+                    let (out, poll) = chain.poll(budget, self.now)?;
+                    chain.take_events();
                     if !out.is_empty() {
                         progressed = true;
                     }
-                    self.wake_at[v][i] = match poll {
+                    self.wake_at[c][i] = match poll {
                         SourcePoll::More => self.now,
                         SourcePoll::Wait(ms) => self.now + ms.max(1),
                         SourcePoll::Done => u64::MAX,
                     };
-                    self.route(v, i, out);
+                    self.route(c, i, out);
+                    self.drain(c, i)?;
                 }
             }
             // Deliver everything queued.
             let mut delivered = 0;
-            while let Some((v, i, chan, msg)) = self.queue.pop_front() {
+            while let Some((c, i, chan, msg)) = self.queue.pop_front() {
                 progressed = true;
                 delivered += 1;
-                let out = match self.instances[v][i].as_mut() {
-                    Some(Instance::Operator(op)) => op.handle(chan, msg, self.now)?,
-                    _ => Vec::new(),
-                };
-                self.route(v, i, out);
-                while let Some(Instance::Operator(op)) = self.instances[v][i].as_mut() {
-                    if !op.is_draining() {
-                        break;
-                    }
-                    let out = op.drain(self.now)?;
-                    self.route(v, i, out);
-                }
+                let out = self.chains[c][i].handle(chan, msg, self.now)?;
+                self.chains[c][i].take_events();
+                self.route(c, i, out);
+                self.drain(c, i)?;
                 if delivered >= self.max_batch_delivery {
                     break;
                 }
@@ -168,13 +175,11 @@ impl LocalRunner {
                     .unwrap_or(u64::MAX);
                 let step = self.plan.spec.settings.linger_ms.max(1);
                 self.now = next_wake.min(self.now + step);
-                for v in 0..self.instances.len() {
-                    for i in 0..self.instances[v].len() {
-                        let out = match self.instances[v][i].as_mut() {
-                            Some(Instance::Operator(op)) => op.tick(self.now)?,
-                            _ => Vec::new(),
-                        };
-                        self.route(v, i, out);
+                for c in 0..self.chains.len() {
+                    for i in 0..self.chains[c].len() {
+                        let out = self.chains[c][i].tick(self.now)?;
+                        self.chains[c][i].take_events();
+                        self.route(c, i, out);
                     }
                 }
             }
@@ -182,20 +187,32 @@ impl LocalRunner {
         Ok(self.is_finished())
     }
 
+    fn drain(&mut self, c: usize, i: usize) -> Result<(), StreamError> {
+        while self.chains[c][i].is_draining() {
+            let out = self.chains[c][i].drain(self.now)?;
+            self.chains[c][i].take_events();
+            self.route(c, i, out);
+        }
+        Ok(())
+    }
+
     /// Metrics of every instance, by vertex name.
     pub fn metrics(&mut self) -> Vec<(String, usize, InstanceMetrics)> {
         let mut out = Vec::new();
-        for (v, row) in self.instances.iter_mut().enumerate() {
-            for (i, inst) in row.iter_mut().enumerate() {
-                let m = match inst {
-                    Some(Instance::Operator(o)) => o.metrics(),
-                    Some(Instance::Source(s)) => s.metrics(),
-                    None => continue,
-                };
-                out.push((self.plan.vertices[v].name.clone(), i, m));
+        for row in self.chains.iter_mut() {
+            for (i, chain) in row.iter_mut().enumerate() {
+                let vertices = chain.vertices().to_vec();
+                for (m, v) in vertices.into_iter().enumerate() {
+                    if let Some(metrics) = chain.metrics(m) {
+                        out.push((v, i, metrics));
+                    }
+                }
             }
         }
-        out
+        out.sort_by_key(|a| (a.0, a.1));
+        out.into_iter()
+            .map(|(v, i, m)| (self.plan.vertices[v].name.clone(), i, m))
+            .collect()
     }
 
     /// Number of simulated workers.

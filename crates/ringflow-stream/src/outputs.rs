@@ -132,6 +132,24 @@ impl<T: Data> Outputs<T> {
         self.buffered = 0;
     }
 
+    /// Sends the partial batches of one edge now.
+    fn flush_edge(&mut self, edge: usize) {
+        let Some(bufs) = self.buffers.get_mut(edge) else {
+            return;
+        };
+        for (t, buf) in bufs.iter_mut().enumerate() {
+            if !buf.is_empty() {
+                let batch = std::mem::take(buf);
+                self.buffered -= batch.len();
+                self.ready.push(Outgoing {
+                    edge,
+                    target: t,
+                    msg: Message::Batch(AnyBatch::new(batch)),
+                });
+            }
+        }
+    }
+
     /// Queues `msg` for every target this instance can reach on every edge
     /// (watermarks, idleness, end): a forward edge reaches only its own instance.
     fn queue_for_all(&mut self, msg: impl Fn() -> Message) {
@@ -157,6 +175,7 @@ impl<T: Data> Outputs<T> {
 /// Output buffers with their type erased.
 pub(crate) trait ErasedOutputs {
     fn flush(&mut self);
+    fn flush_edge(&mut self, edge: usize);
     fn queue_for_all(&mut self, msg: &dyn Fn() -> Message);
     fn take_ready(&mut self) -> Vec<Outgoing>;
     fn buffered(&self) -> usize;
@@ -166,6 +185,9 @@ pub(crate) trait ErasedOutputs {
 impl<T: Data> ErasedOutputs for Outputs<T> {
     fn flush(&mut self) {
         Outputs::flush(self)
+    }
+    fn flush_edge(&mut self, edge: usize) {
+        Outputs::flush_edge(self, edge)
     }
     fn queue_for_all(&mut self, msg: &dyn Fn() -> Message) {
         Outputs::queue_for_all(self, msg)

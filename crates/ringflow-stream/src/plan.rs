@@ -102,6 +102,60 @@ impl JobPlan {
             .collect()
     }
 
+    /// The edge that chains vertex `v` to the vertex it follows, if it is chained: its
+    /// only input is a forward edge from a vertex of the same parallelism, chaining is
+    /// on for the job and for both vertices, and that edge is the first such output of
+    /// its upstream (a vertex feeds at most one chained follower).
+    pub fn chained_input(&self, v: usize) -> Option<usize> {
+        if !self.spec.settings.chaining || self.spec.vertices[v].chain == Some(false) {
+            return None;
+        }
+        let [e] = self.vertices[v].inputs[..] else {
+            return None;
+        };
+        let edge = &self.edges[e];
+        let up = edge.from;
+        if edge.kind != EdgeKind::Forward
+            || self.spec.vertices[up].chain == Some(false)
+            || self.vertices[up].single != self.vertices[v].single
+        {
+            return None;
+        }
+        let first = self.vertices[up].outputs.iter().copied().find(|&o| {
+            let to = self.edges[o].to;
+            self.edges[o].kind == EdgeKind::Forward
+                && self.vertices[to].inputs.len() == 1
+                && self.spec.vertices[to].chain != Some(false)
+                && self.vertices[to].single == self.vertices[up].single
+        });
+        (first == Some(e)).then_some(e)
+    }
+
+    /// The job's chains: every vertex in exactly one, each chain in data order (a head,
+    /// then each vertex chained to the one before), chains ordered by their head.
+    pub fn chains(&self) -> Vec<Vec<usize>> {
+        let mut next: Vec<Option<usize>> = vec![None; self.vertices.len()];
+        let mut chained = vec![false; self.vertices.len()];
+        for (v, is_chained) in chained.iter_mut().enumerate() {
+            if let Some(e) = self.chained_input(v) {
+                next[self.edges[e].from] = Some(v);
+                *is_chained = true;
+            }
+        }
+        (0..self.vertices.len())
+            .filter(|&v| !chained[v])
+            .map(|head| {
+                let mut chain = vec![head];
+                let mut at = head;
+                while let Some(n) = next[at] {
+                    chain.push(n);
+                    at = n;
+                }
+                chain
+            })
+            .collect()
+    }
+
     /// Vertex index by name.
     pub fn vertex_index(&self, name: &str) -> Option<usize> {
         self.vertices.iter().position(|v| v.name == name)
@@ -324,4 +378,125 @@ pub fn plan(spec: &JobSpec, registry: &Registry, init: &InitContext) -> Result<J
         vertices,
         edges,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::operator::InitContext;
+    use crate::registry::Registry;
+    use crate::spec::JobSpec;
+
+    fn spec(extra_settings: &str, words_chain: &str) -> JobSpec {
+        JobSpec::from_toml(&format!(
+            r#"
+name = "wc"
+[settings]
+{extra_settings}
+[[vertex]]
+name = "lines"
+operator = "test.lines"
+[[vertex]]
+name = "words"
+operator = "test.pass"
+inputs = ["lines"]
+{words_chain}
+[[vertex]]
+name = "keyed"
+operator = "test.pass"
+inputs = ["words"]
+[[vertex]]
+name = "count"
+operator = "test.pass"
+inputs = [{{ from = "keyed", edge = "hash" }}]
+[[vertex]]
+name = "out"
+operator = "test.pass"
+inputs = ["count"]
+[[vertex]]
+name = "side"
+operator = "test.pass"
+inputs = ["count"]
+[[vertex]]
+name = "all"
+operator = "test.pass"
+parallelism = 1
+inputs = [{{ from = "out", edge = "gather" }}]
+"#
+        ))
+        .unwrap()
+    }
+
+    struct Lines;
+    impl crate::source::Source for Lines {
+        type Out = crate::Value;
+        type Config = serde_json::Map<String, crate::Value>;
+        fn create(_: Self::Config, _: &InitContext) -> crate::operator::OpResult<Self> {
+            Ok(Lines)
+        }
+        fn poll(
+            &mut self,
+            _: &mut crate::source::SourceOutput<'_, crate::Value>,
+        ) -> crate::operator::OpResult<crate::source::SourcePoll> {
+            Ok(crate::source::SourcePoll::Done)
+        }
+    }
+
+    struct Pass;
+    impl crate::operator::Operator for Pass {
+        type In = crate::Value;
+        type Out = crate::Value;
+        type Config = serde_json::Map<String, crate::Value>;
+        fn create(_: Self::Config, _: &InitContext) -> crate::operator::OpResult<Self> {
+            Ok(Pass)
+        }
+        fn on_batch(
+            &mut self,
+            _: Vec<crate::data::Item<crate::Value>>,
+            _: &mut crate::operator::Context<'_, crate::Value>,
+        ) -> crate::operator::OpResult {
+            Ok(())
+        }
+    }
+
+    fn chains(spec: &JobSpec) -> Vec<Vec<String>> {
+        let mut r = Registry::new();
+        r.source::<Lines>("test.lines");
+        r.operator::<Pass>("test.pass");
+        let plan = super::plan(spec, &r, &InitContext::for_test("x")).unwrap();
+        plan.chains()
+            .into_iter()
+            .map(|c| {
+                c.into_iter()
+                    .map(|v| plan.vertices[v].name.clone())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Forward edges between vertices of equal parallelism chain; a hash or gather edge,
+    /// a second forward follower, `chain = false` and `chaining = false` do not.
+    #[test]
+    fn forward_edges_chain_unless_told_not_to() {
+        assert_eq!(
+            chains(&spec("", "")),
+            [
+                vec!["lines", "words", "keyed"],
+                vec!["count", "out"],
+                vec!["side"],
+                vec!["all"]
+            ]
+        );
+        assert_eq!(
+            chains(&spec("", "chain = false")),
+            [
+                vec!["lines"],
+                vec!["words"],
+                vec!["keyed"],
+                vec!["count", "out"],
+                vec!["side"],
+                vec!["all"]
+            ]
+        );
+        assert_eq!(chains(&spec("chaining = false", "")).len(), 7);
+    }
 }

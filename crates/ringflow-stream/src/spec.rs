@@ -98,6 +98,10 @@ pub struct VertexSpec {
     /// Omitted: one instance per worker. `1`: a single instance (on the job's first worker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// `false`: never chain this vertex to its input or its outputs (it gets its own
+    /// actor and queue); see [`JobSettings::chaining`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<bool>,
 }
 
 fn empty_config() -> Value {
@@ -113,6 +117,7 @@ impl VertexSpec {
             config: empty_config(),
             inputs: Vec::new(),
             parallelism: None,
+            chain: None,
         }
     }
 
@@ -168,6 +173,10 @@ pub struct JobSettings {
     /// `source.client`) loses what that source read after the last checkpoint when it
     /// restarts. It is refused unless this says so (`true`: at-most-once for those records).
     pub accept_at_most_once: bool,
+    /// Chain operators (default `true`): a vertex whose only input is a forward edge
+    /// from a vertex of the same parallelism runs in that vertex's actor, called
+    /// directly with its output (no queue, credit or thread hop between them).
+    pub chaining: bool,
 }
 
 /// When a job moves to a new membership.
@@ -200,6 +209,7 @@ impl Default for JobSettings {
             restart_backoff_ms: 1_000,
             rescale: RescaleMode::Manual,
             accept_at_most_once: false,
+            chaining: true,
         }
     }
 }

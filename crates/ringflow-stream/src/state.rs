@@ -1,9 +1,10 @@
 //! Keyed state stored per ring partition: partitions are the key groups, so a
 //! partition's state can be moved, snapshotted or dropped as one unit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use ringflow_ring::{PartitionId, RingConfig};
+use hashbrown::HashTable;
+use ringflow_ring::{key_hash, PartitionId, RingConfig};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::data::Key;
@@ -22,12 +23,18 @@ pub trait PartitionedState {
 
 impl<S: Serialize + DeserializeOwned> PartitionedState for KeyedState<S> {
     fn snapshot_partitions(&self) -> OpResult<BTreeMap<u32, Vec<u8>>> {
-        self.parts
-            .iter()
-            .map(|(p, keys)| {
-                let mut sorted: Vec<(&Key, &S)> = keys.iter().collect();
-                sorted.sort_by(|a, b| a.0.cmp(b.0));
-                Ok((p.0, crate::checkpoint::to_bytes(&sorted)?))
+        let mut parts: BTreeMap<u32, Vec<(&Key, &S)>> = BTreeMap::new();
+        for s in &self.table {
+            parts
+                .entry(self.ring.partition_for_hash(s.hash).0)
+                .or_default()
+                .push((&s.key, &s.value));
+        }
+        parts
+            .into_iter()
+            .map(|(p, mut keys)| {
+                keys.sort_by(|a, b| a.0.cmp(b.0));
+                Ok((p, crate::checkpoint::to_bytes(&keys)?))
             })
             .collect()
     }
@@ -42,20 +49,48 @@ impl<S: Serialize + DeserializeOwned> PartitionedState for KeyedState<S> {
                 self.partition_of(k).0
             )));
         }
-        if pairs.is_empty() {
-            self.parts.remove(&p);
-        } else {
-            self.parts.insert(p, pairs.into_iter().collect());
+        drop(self.take_partition(p));
+        for (key, value) in pairs {
+            let hash = key_hash(key.as_bytes());
+            let table_hash_of = |s: &Slot<S>| table_hash(s.hash);
+            match self.table.entry(
+                table_hash(hash),
+                |s| s.hash == hash && s.key == key,
+                table_hash_of,
+            ) {
+                hashbrown::hash_table::Entry::Occupied(mut o) => o.get_mut().value = value,
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(Slot { hash, key, value });
+                }
+            }
         }
         Ok(())
     }
 }
 
-/// Per-key state of type `S`, grouped by the ring partition of the key.
+/// One key's state in a [`KeyedState`], with the key's ring hash.
+#[derive(Debug, Clone)]
+struct Slot<S> {
+    /// [`ringflow_ring::key_hash`] of the key: its partition, and (mixed) its place in
+    /// the table.
+    hash: u64,
+    key: Key,
+    value: S,
+}
+
+/// Spreads a ring hash over the table: the ring takes a key's partition from the hash's
+/// high bits, so the keys one instance serves share them; the table must not.
+fn table_hash(ring_hash: u64) -> u64 {
+    (ring_hash ^ (ring_hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+/// Per-key state of type `S`: one flat hash table per operator (each key hashed once,
+/// with the ring's hash, which also gives its partition), enumerable and movable per
+/// ring partition.
 #[derive(Debug, Clone)]
 pub struct KeyedState<S> {
     ring: RingConfig,
-    parts: BTreeMap<PartitionId, HashMap<Key, S>>,
+    table: HashTable<Slot<S>>,
 }
 
 impl<S> KeyedState<S> {
@@ -63,7 +98,7 @@ impl<S> KeyedState<S> {
     pub fn new(ring: RingConfig) -> Self {
         KeyedState {
             ring,
-            parts: BTreeMap::new(),
+            table: HashTable::new(),
         }
     }
 
@@ -74,61 +109,95 @@ impl<S> KeyedState<S> {
 
     /// The state of `key`, if any.
     pub fn get(&self, key: &str) -> Option<&S> {
-        self.parts.get(&self.partition_of(key))?.get(key)
+        let h = key_hash(key.as_bytes());
+        self.table
+            .find(table_hash(h), |s| s.hash == h && s.key == key)
+            .map(|s| &s.value)
+    }
+
+    /// The state of `key` to change, if any.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut S> {
+        let h = key_hash(key.as_bytes());
+        self.table
+            .find_mut(table_hash(h), |s| s.hash == h && s.key == key)
+            .map(|s| &mut s.value)
     }
 
     /// The state of `key`, created with `init` when absent.
     pub fn entry_or_insert_with(&mut self, key: &str, init: impl FnOnce() -> S) -> &mut S {
-        let p = self.partition_of(key);
-        let part = self.parts.entry(p).or_default();
-        if !part.contains_key(key) {
-            part.insert(key.to_owned(), init());
-        }
-        // Just inserted when absent.
-        part.get_mut(key).unwrap_or_else(|| unreachable!())
+        self.entry_hashed(key_hash(key.as_bytes()), key, init)
+    }
+
+    /// As [`KeyedState::entry_or_insert_with`], for a key whose
+    /// [`ringflow_ring::key_hash`] is already known (it must be that key's).
+    pub fn entry_hashed(&mut self, hash: u64, key: &str, init: impl FnOnce() -> S) -> &mut S {
+        let entry = self.table.entry(
+            table_hash(hash),
+            |s| s.hash == hash && s.key == key,
+            |s| table_hash(s.hash),
+        );
+        let slot = match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
+            hashbrown::hash_table::Entry::Vacant(v) => v
+                .insert(Slot {
+                    hash,
+                    key: key.to_owned(),
+                    value: init(),
+                })
+                .into_mut(),
+        };
+        &mut slot.value
     }
 
     /// Removes and returns the state of `key`.
     pub fn remove(&mut self, key: &str) -> Option<S> {
-        let p = self.partition_of(key);
-        let part = self.parts.get_mut(&p)?;
-        let v = part.remove(key);
-        if part.is_empty() {
-            self.parts.remove(&p);
+        let h = key_hash(key.as_bytes());
+        match self
+            .table
+            .find_entry(table_hash(h), |s| s.hash == h && s.key == key)
+        {
+            Ok(o) => Some(o.remove().0.value),
+            Err(_) => None,
         }
-        v
     }
 
-    /// Partitions that hold state.
-    pub fn partitions(&self) -> impl Iterator<Item = PartitionId> + '_ {
-        self.parts.keys().copied()
+    /// Partitions that hold state, in order.
+    pub fn partitions(&self) -> impl Iterator<Item = PartitionId> {
+        let ring = self.ring;
+        self.table
+            .iter()
+            .map(|s| ring.partition_for_hash(s.hash))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
     }
 
     /// Takes all the state of one partition out (to hand it over or snapshot it).
     pub fn take_partition(&mut self, partition: PartitionId) -> HashMap<Key, S> {
-        self.parts.remove(&partition).unwrap_or_default()
+        let ring = self.ring;
+        self.table
+            .extract_if(|s| ring.partition_for_hash(s.hash) == partition)
+            .map(|s| (s.key, s.value))
+            .collect()
     }
 
     /// Number of keys held.
     pub fn len(&self) -> usize {
-        self.parts.values().map(HashMap::len).sum()
+        self.table.len()
     }
 
     /// True when no key holds state.
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        self.table.is_empty()
     }
 
-    /// Every (key, state), partition by partition.
+    /// Every (key, state), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &S)> {
-        self.parts.values().flat_map(|m| m.iter())
+        self.table.iter().map(|s| (&s.key, &s.value))
     }
 
     /// Removes and yields every (key, state).
-    pub fn drain(&mut self) -> impl Iterator<Item = (Key, S)> {
-        std::mem::take(&mut self.parts)
-            .into_values()
-            .flat_map(|m| m.into_iter())
+    pub fn drain(&mut self) -> impl Iterator<Item = (Key, S)> + '_ {
+        self.table.drain().map(|s| (s.key, s.value))
     }
 }
 
@@ -189,5 +258,37 @@ mod tests {
         assert_eq!(s.get("k7"), None);
         assert_eq!(s.len(), 100 - taken.len());
         assert_eq!(s.remove("k8").is_some(), p != s.partition_of("k8"));
+    }
+
+    proptest::proptest! {
+        /// Any sequence of updates and removals leaves the same state as a plain map,
+        /// and a snapshot per partition restores it whole into an empty state.
+        #[test]
+        fn keyed_state_matches_a_plain_map(
+            ops in proptest::collection::vec((0u8..40, 0u8..4, 0u64..100), 0..400)
+        ) {
+            let ring = RingConfig::new(64, 1).unwrap();
+            let mut s: KeyedState<u64> = KeyedState::new(ring);
+            let mut model: BTreeMap<String, u64> = BTreeMap::new();
+            for (k, op, n) in ops {
+                let key = format!("key-{k}");
+                if op == 0 {
+                    proptest::prop_assert_eq!(s.remove(&key), model.remove(&key));
+                } else {
+                    *s.entry(&key) += n;
+                    *model.entry(key).or_default() += n;
+                }
+            }
+            proptest::prop_assert_eq!(s.len(), model.len());
+            for (k, v) in &model {
+                proptest::prop_assert_eq!(s.get(k), Some(v));
+            }
+            let mut back: KeyedState<u64> = KeyedState::new(ring);
+            for (p, bytes) in s.snapshot_partitions().unwrap() {
+                back.restore_partition(p, &bytes).unwrap();
+            }
+            let got: BTreeMap<String, u64> = back.drain().collect();
+            proptest::prop_assert_eq!(got, model);
+        }
     }
 }

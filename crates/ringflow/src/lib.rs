@@ -27,6 +27,11 @@ pub mod profile;
 pub mod sort;
 
 pub use app::WorkerBuilder;
+/// The allocator of the `ringflow` binary: a custom worker binary should use it too
+/// (`#[global_allocator] static GLOBAL: ringflow::MiMalloc = ringflow::MiMalloc;`), since
+/// stream operators allocate small strings per record on many threads, where glibc's
+/// malloc costs several times more.
+pub use mimalloc::MiMalloc;
 /// The built-in operators and sources (`ringflow-ops`).
 pub use ringflow_ops as ops;
 /// The stream model: operator and source traits, specs, the instance executor

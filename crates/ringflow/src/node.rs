@@ -52,7 +52,7 @@ pub fn worker_services(
     registry.operator::<DhtSink>("sink.dht");
     Ok(vec![
         dht_with_resp(dht_config(cfg), cfg.dht.resp_listen),
-        ringflow_runtime::service(registry),
+        ringflow_runtime::service_with(registry, cfg.stream.threads.unwrap_or(0)),
     ])
 }
 

@@ -318,3 +318,148 @@ fn a_source_sends_its_barrier_after_what_it_emitted_and_keeps_its_position() {
     out.extend(again.barrier(8).unwrap());
     assert_eq!(values(out), ["3", "4", "B8"], "resumed after the barrier");
 }
+
+/// Emits 0, 1, ... up to 4, then ends; its position is the next value.
+struct UpTo(u64);
+impl crate::source::Source for UpTo {
+    type Out = Value;
+    type Config = serde_json::Map<String, Value>;
+    fn create(_: Self::Config, _: &InitContext) -> OpResult<Self> {
+        Ok(UpTo(0))
+    }
+    fn poll(
+        &mut self,
+        out: &mut crate::source::SourceOutput<'_, Value>,
+    ) -> OpResult<crate::source::SourcePoll> {
+        while out.remaining() > 0 && self.0 < 5 {
+            out.emit(Value::from(self.0));
+            self.0 += 1;
+        }
+        Ok(if self.0 < 5 {
+            crate::source::SourcePoll::More
+        } else {
+            crate::source::SourcePoll::Done
+        })
+    }
+    fn snapshot(&mut self) -> OpResult<Option<Vec<u8>>> {
+        crate::checkpoint::to_bytes(&self.0).map(Some)
+    }
+}
+
+/// A source chained to the counter: its records reach the counter in the same step
+/// (the chained edge never waits for a batch to fill), the counter's output leaves the
+/// chain batched as any edge's, a barrier passes through after the records before it
+/// with a snapshot from each member, and the end finishes both with the source's final
+/// position.
+#[test]
+fn a_chain_runs_its_members_in_one_step_and_passes_barriers_and_the_end_through() {
+    let mut r = Registry::new();
+    r.source::<UpTo>("upto");
+    r.operator::<Counter>("counter");
+    let edge = || OutEdge {
+        kind: EdgeKind::Forward,
+        targets: 1,
+        self_index: 0,
+    };
+    let cfg = |vertex: &str, inputs: usize| InstanceConfig {
+        vertex: vertex.into(),
+        instance: 0,
+        inputs,
+        outputs: vec![edge()],
+        routing: Some(Routing::round_robin(ring(), 1)),
+        batch_size: 1000,
+        linger_ms: 10,
+        idle_timeout_ms: 1000,
+    };
+    let mut init = InitContext::for_test("x");
+    init.ring = ring();
+    let src = r
+        .instantiate("upto", &Value::Null, &init, cfg("src", 0), 0)
+        .unwrap();
+    let count = r
+        .instantiate("counter", &Value::Null, &init, cfg("count", 1), 0)
+        .unwrap();
+    let mut chain = Chain::new(vec![(3, src), (5, count)], vec![0]).unwrap();
+    assert!(chain.is_source());
+    assert_eq!(chain.vertices(), &[3, 5]);
+    let external = |out: Vec<ChainOutgoing>| {
+        assert!(
+            out.iter().all(|o| o.member == 1),
+            "only the counter's edge leaves"
+        );
+        sent(out.into_iter().map(|o| o.out).collect())
+    };
+    let (out, _) = chain.poll(2, 0).unwrap();
+    assert!(external(out).is_empty(), "the counter's batch is not full");
+    assert_eq!(
+        external(chain.tick(10).unwrap()),
+        ["=1", "=2"],
+        "the counter had both records after one step"
+    );
+    let (out, _) = chain.poll(1, 11).unwrap();
+    let mut out = out;
+    out.extend(chain.barrier(7, 11).unwrap());
+    assert_eq!(external(out), ["=3", "B7"]);
+    let snaps: Vec<(usize, u64)> = chain
+        .take_events()
+        .into_iter()
+        .map(|e| match e {
+            ChainEvent::Snapshot {
+                vertex, snapshot, ..
+            } => (vertex, snapshot.checkpoint),
+            ChainEvent::Finished(v, _) => panic!("{v} finished early"),
+        })
+        .collect();
+    assert_eq!(snaps, [(3, 7), (5, 7)]);
+    let (out, poll) = chain.poll(10, 2).unwrap();
+    assert!(matches!(poll, crate::source::SourcePoll::Done));
+    let kinds: Vec<String> = out
+        .iter()
+        .map(|o| match &o.out.msg {
+            Message::Batch(b) => format!("{} records", b.len()),
+            Message::End => "end".into(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["2 records", "end"]);
+    assert!(chain.is_finished());
+    let finished: Vec<(usize, bool)> = chain
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ChainEvent::Finished(v, last) => Some((v, last.is_some())),
+            ChainEvent::Snapshot { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        finished,
+        [(3, true), (5, false)],
+        "the source adds its final position"
+    );
+}
+
+/// A chain built with the wrong number of links or a source after its head is an
+/// error, not a panic.
+#[test]
+fn a_malformed_chain_is_refused() {
+    let mut r = Registry::new();
+    r.source::<UpTo>("upto");
+    let cfg = InstanceConfig {
+        vertex: "src".into(),
+        instance: 0,
+        inputs: 0,
+        outputs: vec![],
+        routing: None,
+        batch_size: 10,
+        linger_ms: 10,
+        idle_timeout_ms: 1000,
+    };
+    let init = InitContext::for_test("x");
+    let make = || {
+        r.instantiate("upto", &Value::Null, &init, cfg.clone(), 0)
+            .unwrap()
+    };
+    assert!(Chain::new(vec![(0, make())], vec![0]).is_err());
+    assert!(Chain::new(vec![(0, make()), (1, make())], vec![0]).is_err());
+    assert!(Chain::new(vec![], vec![]).is_err());
+}

@@ -7,6 +7,7 @@
 //! (see [`crate::routing`]), and ends when every input has ended. The runtime moves the
 //! returned [`Outgoing`] messages and applies credits.
 
+mod chain;
 #[cfg(test)]
 mod checkpoint_tests;
 mod operator;
@@ -22,6 +23,7 @@ use crate::StreamError;
 
 pub use crate::outputs::Outgoing;
 pub use crate::routing::{OutEdge, Routing};
+pub use chain::{Chain, ChainEvent, ChainOutgoing};
 pub use operator::OperatorInstance;
 pub use source::SourceInstance;
 

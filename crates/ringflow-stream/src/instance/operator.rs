@@ -468,6 +468,13 @@ impl OperatorInstance {
         self.take_ready()
     }
 
+    /// Sends the partial batches of output edge `edge` now (a chained edge: its
+    /// follower runs at once, not after the linger time).
+    pub fn flush_edge(&mut self, edge: usize) -> Vec<Outgoing> {
+        self.op.outputs_mut().flush_edge(edge);
+        self.take_ready()
+    }
+
     fn take_ready(&mut self) -> Vec<Outgoing> {
         let out = self.op.outputs_mut();
         self.records_out = out.emitted();

@@ -131,6 +131,14 @@ impl SourceInstance {
         })
     }
 
+    /// Sends the partial batches of output edge `edge` now (see
+    /// [`OperatorInstance::flush_edge`](super::OperatorInstance::flush_edge)).
+    pub fn flush_edge(&mut self, edge: usize) -> Vec<Outgoing> {
+        let out = self.src.outputs_mut();
+        out.flush_edge(edge);
+        out.take_ready()
+    }
+
     /// The snapshots taken since the last call, oldest first.
     pub fn take_snapshots(&mut self) -> Vec<InstanceSnapshot> {
         std::mem::take(&mut self.snapshots)
