@@ -4,13 +4,15 @@
 //! TCP sockets (these do I/O), client ports, and the stages of the distributed sort, all
 //! written against the `ringflow-stream` traits. Built-ins work on
 //! [`ringflow_stream::Value`] (JSON-like) records so they compose with each other and
-//! with custom operators that use `Value`; the sort stages work on raw sort records.
+//! with custom operators that use `Value`; the sort stages work on raw sort records, and
+//! the Nexmark source and queries ([`nexmark`]) on typed records end to end.
 
 #![warn(missing_docs)]
 
 pub mod aggregates;
 pub mod client;
 pub(crate) mod io;
+pub mod nexmark;
 pub mod reservoir;
 pub mod sinks;
 pub mod sort;
@@ -34,6 +36,7 @@ pub fn register_builtins(r: &mut Registry) {
     sources::register(r);
     sinks::register(r);
     sort::register(r);
+    nexmark::register(r);
 }
 
 /// A registry holding ringflow's built-in operators and sources (what

@@ -103,9 +103,9 @@ impl JobPlan {
     }
 
     /// The edge that chains vertex `v` to the vertex it follows, if it is chained: its
-    /// only input is a forward edge from a vertex of the same parallelism, chaining is
-    /// on for the job and for both vertices, and that edge is the first such output of
-    /// its upstream (a vertex feeds at most one chained follower).
+    /// only input is a forward edge from an operator (not a source) of the same
+    /// parallelism, chaining is on for the job and for both vertices, and that edge is the
+    /// first such output of its upstream (a vertex feeds at most one chained follower).
     pub fn chained_input(&self, v: usize) -> Option<usize> {
         if !self.spec.settings.chaining || self.spec.vertices[v].chain == Some(false) {
             return None;
@@ -115,7 +115,11 @@ impl JobPlan {
         };
         let edge = &self.edges[e];
         let up = edge.from;
+        // Sources are not chained yet: with a source at its head, a chain restored from a
+        // checkpoint counted a few records twice (tests/tests/checkpoints.rs, windows test);
+        // until that is understood a source keeps an actor of its own.
         if edge.kind != EdgeKind::Forward
+            || self.vertices[up].is_source
             || self.spec.vertices[up].chain == Some(false)
             || self.vertices[up].single != self.vertices[v].single
         {
@@ -297,7 +301,7 @@ pub fn plan(spec: &JobSpec, registry: &Registry, init: &InitContext) -> Result<J
             }
             let up_out = vertices[from].output;
             let expects = registry
-                .get(&v.operator)
+                .get_for(&v.operator, Some(&up_out))
                 .and_then(|e| e.input)
                 .unwrap_or(up_out);
             if !up_out.same_as(&expects) {
@@ -365,11 +369,15 @@ pub fn plan(spec: &JobSpec, registry: &Registry, init: &InitContext) -> Result<J
         ));
     }
 
-    for v in &spec.vertices {
+    for (i, v) in spec.vertices.iter().enumerate() {
         let mut init = init.clone();
         init.vertex = v.name.clone();
+        let input = vertices[i]
+            .inputs
+            .first()
+            .map(|&e| vertices[edges[e].from].output);
         registry
-            .check_config(&v.operator, &v.config, &init)
+            .check_config_for(&v.operator, input.as_ref(), &v.config, &init)
             .map_err(|e| SpecError::vertex(&v.name, e.0))?;
     }
 
@@ -480,7 +488,8 @@ inputs = [{{ from = "out", edge = "gather" }}]
         assert_eq!(
             chains(&spec("", "")),
             [
-                vec!["lines", "words", "keyed"],
+                vec!["lines"],
+                vec!["words", "keyed"],
                 vec!["count", "out"],
                 vec!["side"],
                 vec!["all"]

@@ -50,6 +50,8 @@ pub enum Instance {
 #[derive(Clone, Default)]
 pub struct Registry {
     entries: BTreeMap<String, Registered>,
+    /// More input types a name accepts (see [`Registry::overload`]).
+    overloads: BTreeMap<String, Vec<Registered>>,
     extensions: crate::Extensions,
 }
 
@@ -104,6 +106,26 @@ impl Registry {
         self
     }
 
+    /// Registers `O` as another version of the operator `name` for records of type
+    /// `O::In` (a sink of typed records next to the one for JSON, say): a vertex whose
+    /// upstream produces `O::In` runs `O`, any other runs the operator registered with
+    /// [`Registry::operator`]. Its output type must be that operator's (it is ignored
+    /// otherwise, or when no operator `name` is registered).
+    pub fn overload<O: Operator>(&mut self, name: &str) -> &mut Self {
+        let entry = Registered {
+            input: Some(PortType::of::<O::In>()),
+            output: PortType::of::<O::Out>(),
+            make: Make::Operator(make_op::<O>),
+        };
+        let list = self.overloads.entry(name.to_owned()).or_default();
+        list.retain(|e| {
+            !e.input
+                .is_some_and(|i| entry.input.is_some_and(|n| i.same_as(&n)))
+        });
+        list.push(entry);
+        self
+    }
+
     /// Registers a source under `name`.
     pub fn source<S: Source>(&mut self, name: &str) -> &mut Self {
         self.entries.insert(
@@ -134,6 +156,26 @@ impl Registry {
         self.entries.get(name)
     }
 
+    /// The entry of `name` for records of type `input` from upstream: an
+    /// [overload](Registry::overload) for that type, or else the entry of `name`.
+    pub fn get_for(&self, name: &str, input: Option<&PortType>) -> Option<&Registered> {
+        let primary = self.entries.get(name)?;
+        let Some(input) = input else {
+            return Some(primary);
+        };
+        if primary.input.is_none_or(|i| i.same_as(input)) {
+            return Some(primary);
+        }
+        self.overloads
+            .get(name)
+            .and_then(|list| {
+                list.iter().find(|e| {
+                    e.input.is_some_and(|i| i.same_as(input)) && e.output.same_as(&primary.output)
+                })
+            })
+            .or(Some(primary))
+    }
+
     /// Every registered name.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
@@ -146,8 +188,20 @@ impl Registry {
         config: &Value,
         init: &InitContext,
     ) -> Result<(), OpError> {
+        self.check_config_for(name, None, config, init)
+    }
+
+    /// [`Registry::check_config`] of the entry for records of type `input` (see
+    /// [`Registry::get_for`]).
+    pub fn check_config_for(
+        &self,
+        name: &str,
+        input: Option<&PortType>,
+        config: &Value,
+        init: &InitContext,
+    ) -> Result<(), OpError> {
         let entry = self
-            .get(name)
+            .get_for(name, input)
             .ok_or_else(|| OpError(format!("unknown operator '{name}'")))?;
         let mut init = init.clone();
         init.validate_only = true;
@@ -177,12 +231,26 @@ impl Registry {
         inst: InstanceConfig,
         now: u64,
     ) -> Result<Instance, StreamError> {
+        self.instantiate_for(name, None, config, init, inst, now)
+    }
+
+    /// Builds a running instance of the entry of `name` for records of type `input`
+    /// (see [`Registry::get_for`]).
+    pub fn instantiate_for(
+        &self,
+        name: &str,
+        input: Option<&PortType>,
+        config: &Value,
+        init: &InitContext,
+        inst: InstanceConfig,
+        now: u64,
+    ) -> Result<Instance, StreamError> {
         let fail = |reason: String| StreamError::Operator {
             vertex: inst.vertex.clone(),
             reason,
         };
         let entry = self
-            .get(name)
+            .get_for(name, input)
             .ok_or_else(|| fail(format!("unknown operator '{name}'")))?;
         let mut init = init.clone();
         init.extensions = self.extensions.clone();

@@ -17,15 +17,17 @@ pub struct DiscardSinkConfig {
     pub max_per_sec: Option<f64>,
 }
 
-/// Drops every record, counting them under `discarded`.
-pub struct DiscardSink {
+/// Drops every record, counting them under `discarded`; `T` is the record type
+/// (`Value`, or a typed record through [`ringflow_stream::Registry::overload`]).
+pub struct DiscardSink<T = Value> {
     throttle: Throttle,
     /// Records dropped so far.
     pub discarded: u64,
+    _records: std::marker::PhantomData<fn(T)>,
 }
 
-impl Operator for DiscardSink {
-    type In = Value;
+impl<T: ringflow_stream::Data> Operator for DiscardSink<T> {
+    type In = T;
     type Out = ();
     type Config = DiscardSinkConfig;
 
@@ -35,10 +37,11 @@ impl Operator for DiscardSink {
         Ok(DiscardSink {
             throttle,
             discarded: 0,
+            _records: std::marker::PhantomData,
         })
     }
 
-    fn on_batch(&mut self, batch: Batch<Value>, ctx: &mut Context<'_, ()>) -> OpResult {
+    fn on_batch(&mut self, batch: Batch<T>, ctx: &mut Context<'_, ()>) -> OpResult {
         for _ in &batch {
             self.throttle.admit();
         }

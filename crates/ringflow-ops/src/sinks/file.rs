@@ -51,7 +51,7 @@ fn default_flush_every() -> u64 {
 /// the instance that took them over. A part published after the checkpoint (its
 /// instance finished before another one failed) is taken back the same way: with
 /// checkpoints, parts are final once the job has finished.
-pub struct FileSink {
+pub struct FileSink<T = Value> {
     cfg: FileSinkConfig,
     instance: usize,
     final_path: PathBuf,
@@ -66,6 +66,7 @@ pub struct FileSink {
     /// that it did not get back belongs to another instance, and its own part takes a
     /// fresh name.
     restored: bool,
+    _records: std::marker::PhantomData<fn(T)>,
 }
 
 /// A part's length at a checkpoint: its final file name, and the bytes of its `.tmp`
@@ -76,8 +77,8 @@ struct PartLength {
     bytes: u64,
 }
 
-impl Operator for FileSink {
-    type In = Value;
+impl<T: ringflow_stream::Data> Operator for FileSink<T> {
+    type In = T;
     type Out = ();
     type Config = FileSinkConfig;
 
@@ -103,6 +104,7 @@ impl Operator for FileSink {
             throttle,
             adopted: Vec::new(),
             restored: false,
+            _records: std::marker::PhantomData,
         })
     }
 
@@ -188,7 +190,7 @@ impl Operator for FileSink {
         Ok(())
     }
 
-    fn on_batch(&mut self, batch: Batch<Value>, ctx: &mut Context<'_, ()>) -> OpResult {
+    fn on_batch(&mut self, batch: Batch<T>, ctx: &mut Context<'_, ()>) -> OpResult {
         let n = batch.len() as u64;
         for item in &batch {
             self.throttle.admit();
@@ -237,7 +239,7 @@ impl Operator for FileSink {
     }
 }
 
-impl FileSink {
+impl<T> FileSink<T> {
     /// The writer, opening the `.tmp` part (and creating the directory) at first use.
     fn writer(&mut self) -> OpResult<&mut BufWriter<File>> {
         if self.writer.is_none() {

@@ -29,14 +29,18 @@ impl LineFormat {
         }
     }
 
-    /// Writes `item` followed by a newline.
-    pub fn write_line<W: Write>(&self, w: &mut W, item: &Item<Value>) -> io::Result<()> {
+    /// Writes `item` followed by a newline (any serde record: `Value`, or a typed one).
+    pub fn write_line<W: Write, T: serde::Serialize + 'static>(
+        &self,
+        w: &mut W,
+        item: &Item<T>,
+    ) -> io::Result<()> {
         match (self, &item.key) {
             (LineFormat::Json, Some(key)) => {
                 #[derive(serde::Serialize)]
-                struct Keyed<'a> {
+                struct Keyed<'a, T> {
                     key: &'a str,
-                    value: &'a Value,
+                    value: &'a T,
                 }
                 serde_json::to_writer(
                     &mut *w,
@@ -47,10 +51,16 @@ impl LineFormat {
                 )?;
             }
             (LineFormat::Json, None) => serde_json::to_writer(&mut *w, &item.value)?,
-            (LineFormat::Text, _) => match &item.value {
-                Value::String(s) => w.write_all(s.as_bytes())?,
-                other => serde_json::to_writer(&mut *w, other)?,
-            },
+            (LineFormat::Text, _) => {
+                let any = &item.value as &dyn std::any::Any;
+                if let Some(Value::String(s)) = any.downcast_ref::<Value>() {
+                    w.write_all(s.as_bytes())?;
+                } else if let Some(s) = any.downcast_ref::<String>() {
+                    w.write_all(s.as_bytes())?;
+                } else {
+                    serde_json::to_writer(&mut *w, &item.value)?;
+                }
+            }
         }
         w.write_all(b"\n")
     }

@@ -27,14 +27,15 @@ pub struct StdoutSinkConfig {
 
 /// Prints each record as one line, after `prefix`, to standard output (flushed after
 /// every batch). A closed stdout fails the job. Counter: `written`.
-pub struct StdoutSink {
+pub struct StdoutSink<T = Value> {
     cfg: StdoutSinkConfig,
     throttle: Throttle,
     line: Vec<u8>,
+    _records: std::marker::PhantomData<fn(T)>,
 }
 
-impl Operator for StdoutSink {
-    type In = Value;
+impl<T: ringflow_stream::Data> Operator for StdoutSink<T> {
+    type In = T;
     type Out = ();
     type Config = StdoutSinkConfig;
 
@@ -45,10 +46,11 @@ impl Operator for StdoutSink {
             cfg,
             throttle,
             line: Vec::new(),
+            _records: std::marker::PhantomData,
         })
     }
 
-    fn on_batch(&mut self, batch: Batch<Value>, ctx: &mut Context<'_, ()>) -> OpResult {
+    fn on_batch(&mut self, batch: Batch<T>, ctx: &mut Context<'_, ()>) -> OpResult {
         let fail = |e: std::io::Error| OpError(format!("sink.stdout: {e}"));
         let stdout = std::io::stdout();
         let mut out = stdout.lock();

@@ -319,9 +319,9 @@ fn a_source_sends_its_barrier_after_what_it_emitted_and_keeps_its_position() {
     assert_eq!(values(out), ["3", "4", "B8"], "resumed after the barrier");
 }
 
-/// Emits 0, 1, ... up to 4, then ends; its position is the next value.
-struct UpTo(u64);
-impl crate::source::Source for UpTo {
+/// Emits 0, 1, ... below `N`, then ends; its position is the next value.
+struct UpTo<const N: u64>(u64);
+impl<const N: u64> crate::source::Source for UpTo<N> {
     type Out = Value;
     type Config = serde_json::Map<String, Value>;
     fn create(_: Self::Config, _: &InitContext) -> OpResult<Self> {
@@ -331,11 +331,11 @@ impl crate::source::Source for UpTo {
         &mut self,
         out: &mut crate::source::SourceOutput<'_, Value>,
     ) -> OpResult<crate::source::SourcePoll> {
-        while out.remaining() > 0 && self.0 < 5 {
+        while out.remaining() > 0 && self.0 < N {
             out.emit(Value::from(self.0));
             self.0 += 1;
         }
-        Ok(if self.0 < 5 {
+        Ok(if self.0 < N {
             crate::source::SourcePoll::More
         } else {
             crate::source::SourcePoll::Done
@@ -354,7 +354,7 @@ impl crate::source::Source for UpTo {
 #[test]
 fn a_chain_runs_its_members_in_one_step_and_passes_barriers_and_the_end_through() {
     let mut r = Registry::new();
-    r.source::<UpTo>("upto");
+    r.source::<UpTo<5>>("upto");
     r.operator::<Counter>("counter");
     let edge = || OutEdge {
         kind: EdgeKind::Forward,
@@ -443,7 +443,7 @@ fn a_chain_runs_its_members_in_one_step_and_passes_barriers_and_the_end_through(
 #[test]
 fn a_malformed_chain_is_refused() {
     let mut r = Registry::new();
-    r.source::<UpTo>("upto");
+    r.source::<UpTo<5>>("upto");
     let cfg = InstanceConfig {
         vertex: "src".into(),
         instance: 0,
@@ -462,4 +462,143 @@ fn a_malformed_chain_is_refused() {
     assert!(Chain::new(vec![(0, make())], vec![0]).is_err());
     assert!(Chain::new(vec![(0, make()), (1, make())], vec![0]).is_err());
     assert!(Chain::new(vec![], vec![]).is_err());
+}
+
+/// Passes records on, keyed by their value (a hash edge after it spreads them).
+struct KeyByValue;
+impl Operator for KeyByValue {
+    type In = Value;
+    type Out = Value;
+    type Config = serde_json::Map<String, Value>;
+    fn create(_: Self::Config, _: &InitContext) -> OpResult<Self> {
+        Ok(KeyByValue)
+    }
+    fn on_batch(&mut self, batch: Vec<Item<Value>>, ctx: &mut Context<'_, Value>) -> OpResult {
+        for i in batch {
+            ctx.emit_keyed(i.value.to_string(), i.value);
+        }
+        Ok(())
+    }
+}
+
+/// Polls, ticks and barriers in a pseudo-random order through source → key → hash
+/// edge to 3 targets: on every target, what comes before barrier `n` is exactly the
+/// records below the source's position at `n`.
+#[test]
+fn a_source_chain_sends_every_record_before_its_position_ahead_of_the_barrier() {
+    let mut r = Registry::new();
+    r.source::<UpTo<10_000>>("count10k");
+    r.operator::<KeyByValue>("key");
+    let mut init = InitContext::for_test("x");
+    init.ring = ring();
+    let cfg = |vertex: &str, inputs: usize, edge: OutEdge| InstanceConfig {
+        vertex: vertex.into(),
+        instance: 0,
+        inputs,
+        outputs: vec![edge],
+        routing: Some(Routing::round_robin(ring(), 3)),
+        batch_size: 7,
+        linger_ms: 3,
+        idle_timeout_ms: 1_000_000,
+    };
+    let fwd = OutEdge {
+        kind: EdgeKind::Forward,
+        targets: 1,
+        self_index: 0,
+    };
+    let hash = OutEdge {
+        kind: EdgeKind::Hash,
+        targets: 3,
+        self_index: 0,
+    };
+    let src = r
+        .instantiate(
+            "count10k",
+            &Value::Null,
+            &init,
+            cfg("src", 0, fwd.clone()),
+            0,
+        )
+        .unwrap();
+    let k1 = r
+        .instantiate("key", &Value::Null, &init, cfg("k1", 1, fwd), 0)
+        .unwrap();
+    let k2 = r
+        .instantiate("key", &Value::Null, &init, cfg("k2", 1, hash), 0)
+        .unwrap();
+    let mut chain = Chain::new(vec![(0, src), (1, k1), (2, k2)], vec![0, 0]).unwrap();
+    let mut streams: Vec<Vec<String>> = vec![Vec::new(); 3];
+    let mut positions = BTreeMap::new();
+    let mut now = 0;
+    let mut seed = 12345u64;
+    let mut next_barrier = 1;
+    while !chain.is_finished() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let out = match (seed >> 33) % 4 {
+            0 => {
+                let out = chain.barrier(next_barrier, now).unwrap();
+                for e in chain.take_events() {
+                    if let ChainEvent::Snapshot {
+                        vertex: 0,
+                        snapshot,
+                        ..
+                    } = e
+                    {
+                        let pos: u64 =
+                            crate::checkpoint::from_bytes(snapshot.operator.as_deref().unwrap())
+                                .unwrap();
+                        positions.insert(next_barrier, pos);
+                    }
+                }
+                next_barrier += 1;
+                out
+            }
+            1 => {
+                now += 1 + (seed >> 40) % 4;
+                chain.tick(now).unwrap()
+            }
+            _ => chain.poll(1 + ((seed >> 45) % 20) as usize, now).unwrap().0,
+        };
+        for o in out {
+            assert_eq!(o.member, 2);
+            match o.out.msg {
+                Message::Batch(b) => {
+                    for i in b.downcast::<Value>().unwrap() {
+                        streams[o.out.target].push(i.value.to_string());
+                    }
+                }
+                Message::Barrier(n) => streams[o.out.target].push(format!("B{n}")),
+                _ => {}
+            }
+        }
+    }
+    assert!(positions.len() > 10, "{positions:?}");
+    for s in &streams {
+        let mut barrier_pos = 0u64;
+        for x in s {
+            if let Some(n) = x.strip_prefix('B') {
+                barrier_pos = positions[&n.parse::<u64>().unwrap()];
+                continue;
+            }
+            let v: u64 = x.parse().unwrap();
+            assert!(
+                v >= barrier_pos,
+                "{v} after a barrier at position {barrier_pos}"
+            );
+        }
+    }
+    // And before each barrier everything below its position has been sent.
+    for s in &streams {
+        let mut seen = std::collections::BTreeSet::new();
+        for x in s {
+            if let Some(n) = x.strip_prefix('B') {
+                let pos = positions[&n.parse::<u64>().unwrap()];
+                assert!(seen.iter().all(|v| *v < pos));
+            } else {
+                seen.insert(x.parse::<u64>().unwrap());
+            }
+        }
+    }
 }

@@ -85,7 +85,18 @@ pub fn build(
         linger_ms: s.linger_ms,
         idle_timeout_ms: s.idle_timeout_ms,
     };
-    registry.instantiate(&vp.operator, &plan.spec.vertices[v].config, &init, cfg, now)
+    let input = vp
+        .inputs
+        .first()
+        .map(|&e| plan.vertices[plan.edges[e].from].output);
+    registry.instantiate_for(
+        &vp.operator,
+        input.as_ref(),
+        &plan.spec.vertices[v].config,
+        &init,
+        cfg,
+        now,
+    )
 }
 
 /// Counters of one instance.

@@ -259,7 +259,10 @@ pub fn run(c: JobCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn wait_for_end(client: &crate::ClusterClient, id: &str) -> anyhow::Result<JobInfo> {
+pub(super) async fn wait_for_end(
+    client: &crate::ClusterClient,
+    id: &str,
+) -> anyhow::Result<JobInfo> {
     loop {
         let info = client.job(id).await?;
         if info.state.is_terminal() {

@@ -10,6 +10,7 @@ mod forget;
 mod gen;
 mod job;
 mod local;
+mod nexmark;
 mod node;
 mod sort;
 mod status;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Submit, list, inspect, cancel, savepoint and rescale stream jobs.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Run Nexmark benchmark queries as jobs on the cluster.
+    #[command(subcommand)]
+    Nexmark(nexmark::NexmarkCommand),
     /// Generate input for `sort`: Sort Benchmark (gensort) records or lines of words.
     Gen(GenArgs),
     /// Sort files with the cluster (sample, range-partition, external merge sort), or
@@ -85,6 +89,7 @@ impl Command {
                 | Command::Get(_)
                 | Command::Del(_)
                 | Command::Job(_)
+                | Command::Nexmark(_)
                 | Command::Gen(_)
                 | Command::Sort(_)
                 | Command::Config(_)
@@ -120,6 +125,7 @@ pub fn run(cli: Cli, registry: ringflow_stream::Registry) -> anyhow::Result<Exit
         Command::Coordinator(a) => node::coordinator(a),
         Command::Worker(a) => node::worker(a, registry),
         Command::Job(c) => job::run(c),
+        Command::Nexmark(c) => nexmark::run(c),
         Command::Certs(c) => certs::run(c),
         Command::Status(a) => status::run(a),
         Command::Put(a) => dht::put(a),
