@@ -86,6 +86,9 @@ fn spec_for(a: &NexmarkRunArgs) -> anyhow::Result<JobSpec> {
         }
         if v.name == "out" {
             if let Some(dir) = &a.out {
+                // The workers resolve paths from their own directory: send an absolute one.
+                let dir = std::path::absolute(dir)
+                    .with_context(|| format!("the output directory {}", dir.display()))?;
                 v.operator = "sink.file".into();
                 v.config = json!({ "path": dir });
             }
