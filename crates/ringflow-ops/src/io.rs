@@ -256,3 +256,30 @@ mod tests {
         }
     }
 }
+
+/// A source's pace: at most `rate` records a second since its first poll (no burst).
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    since: Option<u64>,
+    sent: u64,
+}
+
+impl Pace {
+    /// How many records may go now (at least 1), or how long to wait (ms) for the next.
+    pub fn allowed(&mut self, rate: f64, now: u64) -> Result<u64, u64> {
+        let start = *self.since.get_or_insert(now);
+        let allowed = (rate * now.saturating_sub(start) as f64 / 1000.0).floor() as u64 + 1;
+        match allowed.saturating_sub(self.sent) {
+            0 => {
+                let next = ((self.sent as f64) * 1000.0 / rate).ceil() as u64;
+                Err((start + next).saturating_sub(now).max(1))
+            }
+            left => Ok(left),
+        }
+    }
+
+    /// `n` records went.
+    pub fn sent(&mut self, n: u64) {
+        self.sent += n;
+    }
+}

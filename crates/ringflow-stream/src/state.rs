@@ -49,7 +49,10 @@ impl<S: Serialize + DeserializeOwned> PartitionedState for KeyedState<S> {
                 self.partition_of(k).0
             )));
         }
-        drop(self.take_partition(p));
+        // A restore fills an empty state: scan the table only when it holds keys.
+        if !self.table.is_empty() {
+            drop(self.take_partition(p));
+        }
         for (key, value) in pairs {
             let hash = key_hash(key.as_bytes());
             let table_hash_of = |s: &Slot<S>| table_hash(s.hash);

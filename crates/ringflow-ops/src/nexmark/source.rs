@@ -54,8 +54,7 @@ pub struct NexmarkSource {
     /// Events this instance emitted.
     emitted: u64,
     rate: Option<f64>,
-    paced_since: Option<u64>,
-    paced: u64,
+    pace: crate::io::Pace,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,22 +94,16 @@ impl Source for NexmarkSource {
             instances,
             emitted: 0,
             rate: cfg.rate.map(|r| r / instances as f64),
-            paced_since: None,
-            paced: 0,
+            pace: Default::default(),
         })
     }
 
     fn poll(&mut self, out: &mut SourceOutput<'_, Event>) -> OpResult<SourcePoll> {
         if let Some(rate) = self.rate {
-            let now = out.now();
-            let start = *self.paced_since.get_or_insert(now);
-            let allowed = (rate * now.saturating_sub(start) as f64 / 1000.0).floor() as u64 + 1;
-            let left = allowed.saturating_sub(self.paced);
-            if left == 0 {
-                let next = ((self.paced as f64) * 1000.0 / rate).ceil() as u64;
-                return Ok(SourcePoll::Wait((start + next).saturating_sub(now).max(1)));
+            match self.pace.allowed(rate, out.now()) {
+                Ok(left) => out.limit(left as usize),
+                Err(wait) => return Ok(SourcePoll::Wait(wait)),
             }
-            out.limit(left as usize);
         }
         let before = self.emitted;
         while out.remaining() > 0 {
@@ -122,7 +115,7 @@ impl Source for NexmarkSource {
             self.emitted += 1;
         }
         let made = self.emitted - before;
-        self.paced += made;
+        self.pace.sent(made);
         if made > 0 {
             out.count("events", made);
         }

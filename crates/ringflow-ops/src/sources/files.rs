@@ -96,9 +96,8 @@ pub struct FilesSource {
     done: BTreeSet<String>,
     /// From a restored checkpoint: files already read, and where reading files stopped.
     restored: Option<FilesPosition>,
-    /// With `max_per_sec`: when pacing started, and lines emitted since.
-    paced_since: Option<u64>,
-    paced_lines: u64,
+    /// With `max_per_sec`: the pace of the lines emitted.
+    pace: crate::io::Pace,
 }
 
 /// Where a `source.files` instance is: the files it finished and the offset of the next
@@ -167,8 +166,7 @@ impl Source for FilesSource {
             lossy: 0,
             done: BTreeSet::new(),
             restored: None,
-            paced_since: None,
-            paced_lines: 0,
+            pace: Default::default(),
         })
     }
 
@@ -230,22 +228,16 @@ impl Source for FilesSource {
 
     fn poll(&mut self, out: &mut SourceOutput<'_, Value>) -> OpResult<SourcePoll> {
         if let Some(rate) = self.cfg.max_per_sec {
-            // Lines allowed by now since the first poll, less those emitted.
-            let now = out.now();
-            let start = *self.paced_since.get_or_insert(now);
-            let allowed = (rate * now.saturating_sub(start) as f64 / 1000.0).floor() as u64 + 1;
-            let left = allowed.saturating_sub(self.paced_lines);
-            if left == 0 {
-                let next = ((self.paced_lines as f64) * 1000.0 / rate).ceil() as u64;
-                return Ok(SourcePoll::Wait((start + next).saturating_sub(now).max(1)));
+            match self.pace.allowed(rate, out.now()) {
+                Ok(left) => out.limit(left as usize),
+                Err(wait) => return Ok(SourcePoll::Wait(wait)),
             }
-            out.limit(left as usize);
         }
         // Counted once per poll, not per line.
         let before = out.remaining();
         let result = self.read(out);
         let lines = before.saturating_sub(out.remaining()) as u64;
-        self.paced_lines += lines;
+        self.pace.sent(lines);
         if lines > 0 {
             out.count("lines", lines);
         }

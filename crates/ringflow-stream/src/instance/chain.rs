@@ -105,21 +105,6 @@ impl Chain {
         })
     }
 
-    /// A chain of one instance.
-    pub fn single(vertex: usize, instance: Instance) -> Self {
-        Chain {
-            vertices: vec![vertex],
-            head: match instance {
-                Instance::Source(s) => Head::Source(s),
-                Instance::Operator(o) => Head::Operator(o),
-            },
-            links: Vec::new(),
-            followers: Vec::new(),
-            reported: vec![false],
-            events: Vec::new(),
-        }
-    }
-
     /// The members' vertices, head first.
     pub fn vertices(&self) -> &[usize] {
         &self.vertices
