@@ -12,6 +12,7 @@
 pub mod aggregates;
 pub mod client;
 pub(crate) mod io;
+pub mod joins;
 pub mod nexmark;
 pub mod reservoir;
 pub mod sinks;
@@ -33,6 +34,7 @@ pub fn register_builtins(r: &mut Registry) {
     client::register(r);
     aggregates::register(r);
     windows::register(r);
+    joins::register(r);
     sources::register(r);
     sinks::register(r);
     sort::register(r);

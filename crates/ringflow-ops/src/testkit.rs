@@ -43,6 +43,7 @@ impl Driver {
             vertex: "v".into(),
             instance: 0,
             inputs: 1,
+            input_ports: Vec::new(),
             outputs: vec![OutEdge {
                 kind: EdgeKind::Forward,
                 targets: 1,

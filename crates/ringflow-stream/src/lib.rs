@@ -25,6 +25,7 @@ pub mod source;
 pub mod spec;
 pub mod state;
 pub mod testing;
+pub mod two_input;
 pub mod wire;
 
 pub use data::{AnyBatch, Batch, Data, EventTime, Item, Key, Message, PortType, Value};
@@ -37,3 +38,4 @@ pub use registry::Registry;
 pub use source::{Source, SourceOutput, SourcePoll};
 pub use spec::{EdgeKind, InputSpec, JobSettings, JobSpec, RescaleMode, VertexSpec};
 pub use state::{KeyedState, PartitionedState};
+pub use two_input::{Side, TwoInput};

@@ -199,6 +199,7 @@ pub struct Context<'a, T> {
     pub(crate) now: u64,
     pub(crate) own_watermark: &'a mut EventTime,
     pub(crate) input: Option<usize>,
+    pub(crate) port: Option<usize>,
     pub(crate) inputs: usize,
 }
 
@@ -237,6 +238,13 @@ impl<T: Data> Context<'_, T> {
     /// in a fixed order. Records of one channel arrive in the order they were sent.
     pub fn input(&self) -> Option<usize> {
         self.input
+    }
+
+    /// The incoming edge the current batch came by (in `on_batch` and `on_input_end`):
+    /// its position in the vertex's `inputs` of the spec, from 0. A vertex with two
+    /// inputs of different kinds tells them apart by it (see [`crate::TwoInput`]).
+    pub fn input_port(&self) -> Option<usize> {
+        self.port
     }
 
     /// Number of input channels of this instance.

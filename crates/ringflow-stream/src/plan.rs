@@ -280,7 +280,19 @@ pub fn plan(spec: &JobSpec, registry: &Registry, init: &InitContext) -> Result<J
 
     for (to, v) in spec.vertices.iter().enumerate() {
         let mut seen = BTreeSet::new();
-        for input in &v.inputs {
+        let primary = registry.get(&v.operator);
+        let two_sided = primary.and_then(|e| e.right);
+        if two_sided.is_some() && v.inputs.len() != 2 {
+            return Err(SpecError::vertex(
+                &v.name,
+                format!(
+                    "'{}' joins two inputs: give it exactly two (left first, then right), not {}",
+                    v.operator,
+                    v.inputs.len()
+                ),
+            ));
+        }
+        for (pos, input) in v.inputs.iter().enumerate() {
             let Some(&from) = index.get(&input.from) else {
                 return Err(SpecError::vertex(
                     &v.name,
@@ -300,10 +312,13 @@ pub fn plan(spec: &JobSpec, registry: &Registry, init: &InitContext) -> Result<J
                 ));
             }
             let up_out = vertices[from].output;
-            let expects = registry
-                .get_for(&v.operator, Some(&up_out))
-                .and_then(|e| e.input)
-                .unwrap_or(up_out);
+            let expects = match (two_sided, pos) {
+                (Some(right), 1) => right,
+                _ => registry
+                    .get_for(&v.operator, Some(&up_out))
+                    .and_then(|e| e.input)
+                    .unwrap_or(up_out),
+            };
             if !up_out.same_as(&expects) {
                 return Err(SpecError::vertex(
                     &v.name,

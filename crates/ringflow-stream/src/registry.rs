@@ -10,6 +10,7 @@ use crate::instance::{
 use crate::operator::{InitContext, OpError, Operator};
 use crate::outputs::Outputs;
 use crate::source::Source;
+use crate::two_input::{TwoBox, TwoInput};
 use crate::StreamError;
 
 type MakeOp = fn(&Value, &InitContext, &InstanceConfig) -> Result<Box<dyn DynOperator>, OpError>;
@@ -24,8 +25,11 @@ enum Make {
 /// What a registered name is.
 #[derive(Clone, Copy, Debug)]
 pub struct Registered {
-    /// Input type; `None` for sources.
+    /// Input type (of the first input of a two-input operator); `None` for sources.
     pub input: Option<PortType>,
+    /// The second input's type, for a [`crate::TwoInput`] operator (which takes exactly
+    /// two inputs); `None` otherwise.
+    pub right: Option<PortType>,
     /// Output type.
     pub output: PortType,
     make: Make,
@@ -75,6 +79,21 @@ fn make_op<O: Operator>(
     }))
 }
 
+fn make_two<J: TwoInput>(
+    config: &Value,
+    init: &InitContext,
+    inst: &InstanceConfig,
+) -> Result<Box<dyn DynOperator>, OpError> {
+    let op = J::create(config_of(config)?, init)?;
+    let out = Outputs::new(inst.outputs.clone(), inst.routing.clone(), inst.batch_size);
+    Ok(Box::new(TwoBox::<J>::new(
+        op,
+        out,
+        &inst.input_ports,
+        inst.inputs,
+    )))
+}
+
 fn make_src<S: Source>(
     config: &Value,
     init: &InitContext,
@@ -99,6 +118,7 @@ impl Registry {
             name.to_owned(),
             Registered {
                 input: Some(PortType::of::<O::In>()),
+                right: None,
                 output: PortType::of::<O::Out>(),
                 make: Make::Operator(make_op::<O>),
             },
@@ -114,6 +134,7 @@ impl Registry {
     pub fn overload<O: Operator>(&mut self, name: &str) -> &mut Self {
         let entry = Registered {
             input: Some(PortType::of::<O::In>()),
+            right: None,
             output: PortType::of::<O::Out>(),
             make: Make::Operator(make_op::<O>),
         };
@@ -126,12 +147,28 @@ impl Registry {
         self
     }
 
+    /// Registers a two-input operator under `name`: its vertex takes exactly two
+    /// inputs, the first of type `J::Left`, the second of type `J::Right`.
+    pub fn two_input<J: TwoInput>(&mut self, name: &str) -> &mut Self {
+        self.entries.insert(
+            name.to_owned(),
+            Registered {
+                input: Some(PortType::of::<J::Left>()),
+                right: Some(PortType::of::<J::Right>()),
+                output: PortType::of::<J::Out>(),
+                make: Make::Operator(make_two::<J>),
+            },
+        );
+        self
+    }
+
     /// Registers a source under `name`.
     pub fn source<S: Source>(&mut self, name: &str) -> &mut Self {
         self.entries.insert(
             name.to_owned(),
             Registered {
                 input: None,
+                right: None,
                 output: PortType::of::<S::Out>(),
                 make: Make::Source(make_src::<S>),
             },
@@ -210,6 +247,7 @@ impl Registry {
             vertex: init.vertex.clone(),
             instance: init.instance,
             inputs: 0,
+            input_ports: Vec::new(),
             outputs: Vec::new(),
             routing: None,
             batch_size: 1,

@@ -71,6 +71,38 @@ impl<S: Serialize + DeserializeOwned> PartitionedState for KeyedState<S> {
     }
 }
 
+/// Two partitioned states as one (the two sides of a join, say): a partition's snapshot
+/// holds both parts, each restored into its own state.
+impl<A: PartitionedState, B: PartitionedState> PartitionedState for (A, B) {
+    fn snapshot_partitions(&self) -> OpResult<BTreeMap<u32, Vec<u8>>> {
+        let mut a = self.0.snapshot_partitions()?;
+        let mut b = self.1.snapshot_partitions()?;
+        let parts: std::collections::BTreeSet<u32> = a.keys().chain(b.keys()).copied().collect();
+        parts
+            .into_iter()
+            .map(|p| {
+                let pair = (
+                    a.remove(&p).map(serde_bytes::ByteBuf::from),
+                    b.remove(&p).map(serde_bytes::ByteBuf::from),
+                );
+                Ok((p, crate::checkpoint::to_bytes(&pair)?))
+            })
+            .collect()
+    }
+
+    fn restore_partition(&mut self, partition: u32, bytes: &[u8]) -> OpResult {
+        let (a, b): (Option<serde_bytes::ByteBuf>, Option<serde_bytes::ByteBuf>) =
+            crate::checkpoint::from_bytes(bytes)?;
+        if let Some(a) = a {
+            self.0.restore_partition(partition, &a)?;
+        }
+        if let Some(b) = b {
+            self.1.restore_partition(partition, &b)?;
+        }
+        Ok(())
+    }
+}
+
 /// One key's state in a [`KeyedState`], with the key's ring hash.
 #[derive(Debug, Clone)]
 struct Slot<S> {

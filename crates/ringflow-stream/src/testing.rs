@@ -62,6 +62,7 @@ impl<T: Data> HookEnv<T> {
             now: self.now,
             own_watermark: &mut self.own_watermark,
             input,
+            port: input.map(|_| 0),
             inputs,
         }
     }

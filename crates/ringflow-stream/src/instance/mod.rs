@@ -27,7 +27,7 @@ pub use chain::{Chain, ChainEvent, ChainOutgoing};
 pub use operator::OperatorInstance;
 pub use source::SourceInstance;
 
-pub(crate) use operator::{DynOperator, OpBox};
+pub(crate) use operator::{DynOperator, Env, OpBox};
 pub(crate) use source::{DynSource, SrcBox};
 
 /// Everything an instance needs beside its operator.
@@ -39,6 +39,9 @@ pub struct InstanceConfig {
     pub instance: usize,
     /// Number of input channels (one per upstream sender instance and edge).
     pub inputs: usize,
+    /// For each input channel, the position of its edge among the vertex's inputs
+    /// (empty: every channel is on input 0).
+    pub input_ports: Vec<usize>,
     /// Output edges.
     pub outputs: Vec<OutEdge>,
     /// Routing of `hash` edges.
@@ -49,6 +52,13 @@ pub struct InstanceConfig {
     pub linger_ms: u64,
     /// Quiet time after which an input stops holding back the watermark (ms).
     pub idle_timeout_ms: u64,
+}
+
+impl InstanceConfig {
+    /// The input port (edge position) of channel `channel`.
+    pub fn port_of(&self, channel: usize) -> usize {
+        self.input_ports.get(channel).copied().unwrap_or(0)
+    }
 }
 
 /// Builds instance `index` of vertex `v` of `plan` among `workers` workers: its init
@@ -75,10 +85,15 @@ pub fn build(
         validate_only: false,
         ..base.clone()
     };
+    let channels = plan.input_channels(v, index, workers);
     let cfg = InstanceConfig {
         vertex: vp.name.clone(),
         instance: index,
-        inputs: plan.input_channels(v, index, workers).len(),
+        inputs: channels.len(),
+        input_ports: channels
+            .iter()
+            .map(|&(e, _)| vp.inputs.iter().position(|&i| i == e).unwrap_or(0))
+            .collect(),
         outputs: plan.out_edges(v, index, workers),
         routing: Some(routing.clone()),
         batch_size: s.batch_size,
@@ -152,6 +167,7 @@ mod tests {
             vertex: "v".into(),
             instance: 0,
             inputs,
+            input_ports: Vec::new(),
             outputs: vec![OutEdge {
                 kind: EdgeKind::Hash,
                 targets: 2,

@@ -20,6 +20,7 @@ pub(crate) struct Env<'a> {
     pub now: u64,
     pub own_watermark: &'a mut EventTime,
     pub input: Option<usize>,
+    pub port: Option<usize>,
     pub inputs: usize,
 }
 
@@ -53,6 +54,7 @@ impl<O: Operator> OpBox<O> {
             now: env.now,
             own_watermark: env.own_watermark,
             input: env.input,
+            port: env.port,
             inputs: env.inputs,
         }
     }
@@ -123,6 +125,7 @@ macro_rules! hook_env {
             now: $now,
             own_watermark: &mut $inst.own_watermark,
             input: $input,
+            port: $input.map(|c: usize| $inst.cfg.port_of(c)),
             inputs: $inst.cfg.inputs,
         }
     };
