@@ -55,15 +55,11 @@ pub trait TwoInput: Send + Sized + 'static {
     fn create(config: Self::Config, init: &InitContext) -> OpResult<Self>;
 
     /// Processes a batch from the left input.
-    fn on_left(&mut self, batch: Batch<Self::Left>, ctx: &mut Context<'_, Self::Out>)
-        -> OpResult;
+    fn on_left(&mut self, batch: Batch<Self::Left>, ctx: &mut Context<'_, Self::Out>) -> OpResult;
 
     /// Processes a batch from the right input.
-    fn on_right(
-        &mut self,
-        batch: Batch<Self::Right>,
-        ctx: &mut Context<'_, Self::Out>,
-    ) -> OpResult;
+    fn on_right(&mut self, batch: Batch<Self::Right>, ctx: &mut Context<'_, Self::Out>)
+        -> OpResult;
 
     /// The watermark (minimum over both inputs) advanced to `watermark`.
     fn on_watermark(

@@ -156,10 +156,7 @@ mod tests {
         j.expire("k", 15);
         // The left at 10 is gone (10 + 5 <= 15); the one at 11 stays.
         assert_eq!(j.sides.0.get("k").map(Vec::len), Some(1));
-        assert_eq!(
-            j.left("k", 15, 7, 15, |_, _| unreachable!()),
-            Admit::Late
-        );
+        assert_eq!(j.left("k", 15, 7, 15, |_, _| unreachable!()), Admit::Late);
         j.expire("k", i64::MAX);
         assert!(j.is_empty());
         assert!(IntervalJoin::<u8, u8>::new(3, 2, RingConfig::default()).is_err());

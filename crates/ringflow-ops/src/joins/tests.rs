@@ -73,7 +73,10 @@ fn run(op: &str, config: Value, steps: &[Step]) -> (Vec<(u32, u32, i64)>, u64) {
                     key: Some(format!("k{key}")),
                     value: json!({ "t": t, "id": id }),
                 }];
-                collect(inst.handle(side, Message::Batch(AnyBatch::new(batch)), 0).unwrap());
+                collect(
+                    inst.handle(side, Message::Batch(AnyBatch::new(batch)), 0)
+                        .unwrap(),
+                );
             }
             Step::Watermark(w) => {
                 if w > wm {
@@ -90,15 +93,23 @@ fn run(op: &str, config: Value, steps: &[Step]) -> (Vec<(u32, u32, i64)>, u64) {
     }
     collect(inst.flush());
     out.sort_unstable();
-    let late = inst.metrics().counters.get("late_dropped").copied().unwrap_or(0);
+    let late = inst
+        .metrics()
+        .counters
+        .get("late_dropped")
+        .copied()
+        .unwrap_or(0);
     (out, late)
 }
+
+/// A record a join kept: key, time, id.
+type Kept = (u8, i64, u32);
 
 /// The records each side kept, by the rule of the join: `late(time, watermark)`.
 fn admitted(
     steps: &[Step],
     late: impl Fn(i64, i64) -> bool,
-) -> (Vec<(u8, i64, u32)>, Vec<(u8, i64, u32)>, u64) {
+) -> (Vec<Kept>, Vec<Kept>, u64) {
     let (mut lefts, mut rights, mut dropped) = (Vec::new(), Vec::new(), 0);
     let mut wm = MIN_TIME;
     for s in steps {
@@ -152,7 +163,14 @@ fn interval_reference(steps: &[Step], lower: i64, upper: i64) -> (Vec<(u32, u32,
 /// set, watermarks now and then that trail the clock by a random amount.
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(
-        (0usize..2, 0u8..4, 0i64..40, 0i64..30, prop::bool::weighted(0.15), 0i64..25),
+        (
+            0usize..2,
+            0u8..4,
+            0i64..40,
+            0i64..30,
+            prop::bool::weighted(0.15),
+            0i64..25,
+        ),
         1..120,
     )
     .prop_map(|raw| {
@@ -232,7 +250,6 @@ inputs = ["j"]
     assert!(reg.check_config("join.interval", &bad, &init).is_err());
 }
 
-
 #[test]
 fn both_joins_pair_records_and_count_the_late_ones() {
     use Step::*;
@@ -245,7 +262,11 @@ fn both_joins_pair_records_and_count_the_late_ones() {
         Record(0, 1, 12, 5),
         Record(1, 1, 14, 6),
     ];
-    let (rows, late) = run("join.window", json!({ "size_ms": 10, "time_field": "t" }), &steps);
+    let (rows, late) = run(
+        "join.window",
+        json!({ "size_ms": 10, "time_field": "t" }),
+        &steps,
+    );
     assert_eq!(rows, vec![(1, 2, 0), (5, 6, 10)]);
     assert_eq!(late, 1, "the left at 8 came after its window closed");
     let config = json!({ "lower_ms": 0, "upper_ms": 5, "time_field": "t" });
