@@ -106,10 +106,7 @@ fn run(op: &str, config: Value, steps: &[Step]) -> (Vec<(u32, u32, i64)>, u64) {
 type Kept = (u8, i64, u32);
 
 /// The records each side kept, by the rule of the join: `late(time, watermark)`.
-fn admitted(
-    steps: &[Step],
-    late: impl Fn(i64, i64) -> bool,
-) -> (Vec<Kept>, Vec<Kept>, u64) {
+fn admitted(steps: &[Step], late: impl Fn(i64, i64) -> bool) -> (Vec<Kept>, Vec<Kept>, u64) {
     let (mut lefts, mut rights, mut dropped) = (Vec::new(), Vec::new(), 0);
     let mut wm = MIN_TIME;
     for s in steps {

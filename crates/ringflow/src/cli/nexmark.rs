@@ -12,10 +12,16 @@ use super::status::{connect, resolve_client};
 use crate::cli::ClientArgs;
 
 /// The query specs, as in `examples/nexmark/`.
-const QUERIES: [(&str, &str); 3] = [
+const QUERIES: [(&str, &str); 9] = [
     ("q0", include_str!("../../../../examples/nexmark/q0.toml")),
     ("q1", include_str!("../../../../examples/nexmark/q1.toml")),
     ("q2", include_str!("../../../../examples/nexmark/q2.toml")),
+    ("q3", include_str!("../../../../examples/nexmark/q3.toml")),
+    ("q4", include_str!("../../../../examples/nexmark/q4.toml")),
+    ("q5", include_str!("../../../../examples/nexmark/q5.toml")),
+    ("q6", include_str!("../../../../examples/nexmark/q6.toml")),
+    ("q7", include_str!("../../../../examples/nexmark/q7.toml")),
+    ("q8", include_str!("../../../../examples/nexmark/q8.toml")),
 ];
 
 /// `ringflow nexmark ...`.
@@ -30,7 +36,9 @@ pub enum NexmarkCommand {
 pub struct NexmarkRunArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// The query: q0 (pass-through), q1 (currency conversion) or q2 (selection).
+    /// The query: q0 (pass-through), q1 (currency conversion), q2 (selection), q3
+    /// (local item suggestion), q4 (average price per category), q5 (hot items), q6
+    /// (average selling price by seller), q7 (highest bid) or q8 (monitor new users).
     #[arg(long)]
     pub query: String,
     /// Events to generate over all workers (a number, with K, M or G for thousands,
@@ -43,6 +51,15 @@ pub struct NexmarkRunArgs {
     /// Events per second over all workers; as fast as possible when absent.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Events per second of event time (how fast the generated clock runs; default
+    /// 10,000 as in the reference generator): fewer make more windows per event.
+    #[arg(long)]
+    pub event_rate: Option<f64>,
+    /// After the run, compare the rows in `--out` with a single-threaded reference of
+    /// the query computed here (needs `--out` on a disk this machine reads, as on a
+    /// local cluster); fails when they differ.
+    #[arg(long, requires = "out")]
+    pub check: bool,
     /// Write the results as JSON lines into this directory (on each worker's disk,
     /// one part per worker); without it they are counted and dropped.
     #[arg(long)]
@@ -81,6 +98,9 @@ fn spec_for(a: &NexmarkRunArgs) -> anyhow::Result<JobSpec> {
             let mut cfg = json!({ "events": a.events, "seed": a.seed });
             if let Some(r) = a.rate {
                 cfg["rate"] = json!(r);
+            }
+            if let Some(r) = a.event_rate {
+                cfg["event_rate"] = json!(r);
             }
             v.config = cfg;
         }
@@ -148,8 +168,62 @@ pub fn run(c: NexmarkCommand) -> anyhow::Result<ExitCode> {
                 .map(|d| format!(" in {}", d.display()))
                 .unwrap_or_default()
         );
+        if a.check {
+            if let Some(dir) = &a.out {
+                return check(&a, dir);
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Compares the rows a run wrote into `dir` with the reference of its query.
+fn check(a: &NexmarkRunArgs, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use ringflow_ops::nexmark::{generator::GeneratorConfig, reference};
+    let mut cfg = GeneratorConfig {
+        seed: a.seed,
+        ..GeneratorConfig::default()
+    };
+    if let Some(r) = a.event_rate {
+        cfg.event_rate = r;
+    }
+    let want = reference::expected(&a.query, &cfg, a.events)
+        .with_context(|| format!("no reference for {}", a.query))?;
+    let mut parts = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = e?.path();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let rows = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<Vec<serde_json::Value>, _>>()
+            .with_context(|| format!("a line of {} is not JSON", path.display()))?;
+        parts.push(rows);
+    }
+    let got = reference::normalize(&a.query, &parts);
+    if got == want {
+        println!(
+            "{}: check passed: {} rows equal the reference",
+            a.query,
+            got.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let first = got
+        .iter()
+        .zip(&want)
+        .position(|(g, w)| g != w)
+        .unwrap_or(got.len().min(want.len()));
+    eprintln!(
+        "{}: check FAILED: {} rows, the reference has {}; first difference at sorted row {first}:\n  got  {}\n  want {}",
+        a.query,
+        got.len(),
+        want.len(),
+        got.get(first).map_or("(none)", String::as_str),
+        want.get(first).map_or("(none)", String::as_str),
+    );
+    Ok(ExitCode::from(1))
 }
 
 #[cfg(test)]
@@ -181,6 +255,8 @@ mod tests {
                 events: 10,
                 seed: 1,
                 rate: None,
+                event_rate: None,
+                check: false,
                 out: Some("/tmp/x".into()),
                 json: false,
             };
