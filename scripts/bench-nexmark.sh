@@ -10,12 +10,12 @@
 # sink.discard). A query's rate is events / (submit to end, the coordinator's times, so
 # deployment counts); per core is that rate divided by the cores the cluster used during
 # the job (its processes' CPU time / wall time). Medians of JOB_RUNS runs (default 3).
-# Env: JOB_RUNS, QUERIES (default "q0 q1 q2"), NO_BUILD=1, KEEP=1.
+# Env: JOB_RUNS, QUERIES (default all nine, "q0 ... q8"), NO_BUILD=1, KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS="${1:-10000000}"
 JOB_RUNS="${JOB_RUNS:-3}"
-QUERIES="${QUERIES:-q0 q1 q2}"
+QUERIES="${QUERIES:-q0 q1 q2 q3 q4 q5 q6 q7 q8}"
 if [ "${NO_BUILD:-0}" != 1 ]; then
   cargo build --release -q -p ringflow --bin ringflow -p ringflow-examples --example nexmark-gen
 fi
