@@ -248,6 +248,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pair_of_states_round_trips_partition_by_partition() {
+        let ring = RingConfig::new(16, 1).unwrap();
+        let mut pair: (KeyedState<u64>, KeyedState<String>) =
+            (KeyedState::new(ring), KeyedState::new(ring));
+        for i in 0..40u64 {
+            *pair.0.entry(&format!("a{i}")) = i;
+            if i % 3 == 0 {
+                *pair.1.entry(&format!("b{i}")) = format!("v{i}");
+            }
+        }
+        let snap = pair.snapshot_partitions().unwrap();
+        let mut back: (KeyedState<u64>, KeyedState<String>) =
+            (KeyedState::new(ring), KeyedState::new(ring));
+        for (p, bytes) in &snap {
+            back.restore_partition(*p, bytes).unwrap();
+        }
+        assert_eq!(back.0.len(), 40);
+        assert_eq!(back.1.len(), 14);
+        assert_eq!(back.0.get("a7"), Some(&7));
+        assert_eq!(back.1.get("b9").map(String::as_str), Some("v9"));
+        assert!(back.restore_partition(0, b"junk").is_err());
+    }
+
+    #[test]
     fn keyed_state_round_trips_partition_by_partition() {
         let ring = RingConfig::new(16, 1).unwrap();
         let mut s: KeyedState<u64> = KeyedState::new(ring);

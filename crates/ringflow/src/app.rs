@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringflow_stream::{Operator, Registry, Source};
+use ringflow_stream::{Operator, Registry, Source, TwoInput};
 
 /// The `ringflow` command line with a registry of operators.
 ///
@@ -52,6 +52,13 @@ impl WorkerBuilder {
     /// Registers a custom operator under `name` (usable as `operator = "name"` in specs).
     pub fn operator<O: Operator>(mut self, name: &str) -> Self {
         self.registry.operator::<O>(name);
+        self
+    }
+
+    /// Registers a custom two-input operator (a join, say) under `name`: its vertex
+    /// takes exactly two inputs, left first.
+    pub fn two_input<J: TwoInput>(mut self, name: &str) -> Self {
+        self.registry.two_input::<J>(name);
         self
     }
 

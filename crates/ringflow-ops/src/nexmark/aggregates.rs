@@ -17,6 +17,7 @@ use ringflow_stream::state::{KeyedState, PartitionedState};
 /// Per category: the sum and count of winning prices, and whether a row is due.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CategorySum {
+    category: u64,
     sum: u128,
     count: u64,
     changed: bool,
@@ -52,6 +53,7 @@ impl Operator for Q4 {
             let w = item.value;
             let key = item.key.unwrap_or_else(|| w.category.to_string());
             let s = self.state.entry_or_insert_with(&key, CategorySum::default);
+            s.category = w.category;
             s.sum += u128::from(w.price);
             s.count += 1;
             s.changed = true;
@@ -73,7 +75,7 @@ impl Operator for Q4 {
             };
             s.changed = false;
             let row = CategoryPrice {
-                category: key.parse().unwrap_or_default(),
+                category: s.category,
                 avg_price: (s.sum / u128::from(s.count.max(1))) as u64,
                 auctions: s.count,
             };
@@ -129,7 +131,8 @@ impl Q5Config {
 
 /// `nexmark.q5_count`, q5's first stage: bids per auction in every sliding window
 /// (`HOP(date_time, slide, size)`: windows of `size_ms` starting at each multiple of
-/// `slide_ms`), emitted when a window closes, keyed by the window's start.
+/// `slide_ms`), emitted when a window closes, keyed by the window's start. Its input is
+/// keyed by auction id (as `nexmark.bids` keys it by default): the key is the auction.
 pub struct Q5Count {
     size: EventTime,
     slide: EventTime,
@@ -289,6 +292,8 @@ pub const Q6_LAST: usize = 10;
 /// Per seller: closed auctions not yet taken in, and the last prices.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SellerState {
+    /// The seller's id.
+    seller: u64,
     /// `(expires, auction, price)` waiting for the watermark to pass `expires`.
     pending: Vec<(EventTime, u64, u64)>,
     /// The winning prices of the last [`Q6_LAST`] auctions, oldest first.
@@ -325,6 +330,7 @@ impl Operator for Q6 {
             let w = item.value;
             let key = item.key.unwrap_or_else(|| w.seller.to_string());
             let s = self.state.entry_or_insert_with(&key, SellerState::default);
+            s.seller = w.seller;
             s.pending.push((w.expires, w.auction, w.price));
             ctx.set_timer(w.expires, key);
         }
@@ -336,7 +342,7 @@ impl Operator for Q6 {
         let Some(s) = self.state.get_mut(&timer.key) else {
             return Ok(());
         };
-        let seller: u64 = timer.key.parse().unwrap_or_default();
+        let seller = s.seller;
         s.pending.sort_unstable();
         let due = s.pending.partition_point(|p| p.0 <= wm);
         let taken: Vec<_> = s.pending.drain(..due).collect();

@@ -135,8 +135,8 @@ pub struct WinningBidsConfig {
 /// What the winning-bid join keeps per auction id.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct OpenAuction {
-    /// `(seller, category, opened, expires)` once the auction arrived.
-    auction: Option<(u64, u64, EventTime, EventTime)>,
+    /// `(id, seller, category, opened, expires)` once the auction arrived.
+    auction: Option<(u64, u64, u64, EventTime, EventTime)>,
     /// The highest price of a bid within the auction's time so far.
     best: Option<u64>,
     /// Bids that came before their auction: `(time, price)`.
@@ -173,7 +173,7 @@ impl TwoInput for WinningBids {
             let a = item.value;
             let key = key_or(item.key, a.id);
             let open = self.state.entry_or_insert_with(&key, OpenAuction::default);
-            open.auction = Some((a.seller, a.category, a.date_time, a.expires));
+            open.auction = Some((a.id, a.seller, a.category, a.date_time, a.expires));
             for (t, price) in open.early.drain(..) {
                 if a.date_time <= t && t <= a.expires {
                     open.best = Some(open.best.map_or(price, |b| b.max(price)));
@@ -195,7 +195,7 @@ impl TwoInput for WinningBids {
             let key = key_or(item.key, b.auction);
             let open = self.state.entry_or_insert_with(&key, OpenAuction::default);
             match open.auction {
-                Some((_, _, opened, expires)) => {
+                Some((_, _, _, opened, expires)) => {
                     if opened <= b.date_time && b.date_time <= expires {
                         open.best = Some(open.best.map_or(b.price, |p| p.max(b.price)));
                     }
@@ -215,9 +215,8 @@ impl TwoInput for WinningBids {
             return Ok(());
         };
         match open.auction {
-            Some((seller, category, _, expires)) if expires <= wm => {
+            Some((auction, seller, category, _, expires)) if expires <= wm => {
                 if let Some(price) = open.best {
-                    let auction = timer.key.parse().unwrap_or_default();
                     let key = match self.key_by {
                         WinnerKey::Category => category,
                         WinnerKey::Seller => seller,
