@@ -837,19 +837,10 @@ pub fn keyed_events(
     reference
 }
 
-/// Tumbling-window counts per key of the events under `input` (see [`keyed_events`]):
-/// read (`source_extra` added to `source.files`' config), parsed, watermarked (no
-/// delay), keyed, windowed (hash edge) and written by `sink.file` to `out`
-/// (`sink_extra` added to its config); `settings` are the lines of `[settings]`.
-pub fn windowed_count_job(
-    name: &str,
-    settings: &str,
-    input: &Path,
-    source_extra: &str,
-    size_ms: i64,
-    out: &Path,
-    sink_extra: &str,
-) -> String {
+/// The first vertices of a job over the events under `input` (see [`keyed_events`]):
+/// `[settings]` (`settings` its lines), read (`source_extra` added to `source.files`'
+/// config) as `lines`, parsed, watermarked (no delay) and keyed by `k` as `keyed`.
+pub fn keyed_events_head(name: &str, settings: &str, input: &Path, source_extra: &str) -> String {
     format!(
         r#"
 name = "{name}"
@@ -874,6 +865,25 @@ name = "keyed"
 operator = "key_by"
 config = {{ field = "k" }}
 inputs = ["wm"]
+"#,
+        input.display()
+    )
+}
+
+/// Tumbling-window counts per key of the events under `input` (see [`keyed_events`]):
+/// [`keyed_events_head`], windowed (hash edge) and written by `sink.file` to `out`
+/// (`sink_extra` added to its config).
+pub fn windowed_count_job(
+    name: &str,
+    settings: &str,
+    input: &Path,
+    source_extra: &str,
+    size_ms: i64,
+    out: &Path,
+    sink_extra: &str,
+) -> String {
+    format!(
+        r#"{}
 [[vertex]]
 name = "win"
 operator = "window"
@@ -885,7 +895,7 @@ operator = "sink.file"
 config = {{ path = "{}"{sink_extra} }}
 inputs = ["win"]
 "#,
-        input.display(),
+        keyed_events_head(name, settings, input, source_extra),
         out.display()
     )
 }

@@ -278,26 +278,7 @@ fn windows_written_as_they_fire_survive_a_kill_exactly_once() {
         &out,
         ", flush_every = 1",
     );
-    let id = c.submit_job(&spec).expect("job accepted");
-    c.wait_job(&id, "windows firing, a checkpoint, a third read", |j| {
-        let out_of = |name: &str| {
-            j.vertices
-                .iter()
-                .find(|v| v.name == name)
-                .map_or(0, |v| v.records_out)
-        };
-        j.checkpoints.completed >= 2 && out_of("lines") >= 1000 && out_of("win") > 0
-    });
-    c.take_worker("worker-3").kill9();
-    let j = c.wait_job_end(&id);
-    assert_eq!(j.state, ringflow_tests::JobState::Finished, "{j:#?}");
-    assert_eq!(j.restarts, 1, "{j:#?}");
-    let win = j.vertices.iter().find(|v| v.name == "win").expect("win");
-    assert_eq!(
-        win.counters.get("late_dropped").copied().unwrap_or(0),
-        0,
-        "{win:?}"
-    );
+    kill_one_while_it_emits(&mut c, &spec, "win");
     let got = ringflow_tests::read_window_counts(&out);
     let diff: Vec<String> = reference
         .iter()
@@ -312,5 +293,129 @@ fn windows_written_as_they_fire_survive_a_kill_exactly_once() {
         reference.len(),
         got.len(),
         &diff[..diff.len().min(8)]
+    );
+}
+
+/// A windowed join (`join.window`, a two-input operator fed by two `hash` edges from
+/// two filters of one stream) checkpointed while it runs, and a worker killed (-9) with
+/// windows open: the job restarts from its last checkpoint on the two live workers, both
+/// sides' state comes back per partition, barriers were aligned over both inputs, and
+/// every pair is written exactly once.
+#[test]
+fn a_windowed_join_survives_a_kill_exactly_once() {
+    let mut c = TestCluster::start(ClusterOpts {
+        failure_timeout_ms: 2000,
+        ..ClusterOpts::for_jobs()
+    });
+    const SIZE: i64 = 1000;
+    let dir = c.dir().join("events");
+    std::fs::create_dir_all(&dir).expect("events dir");
+    // Two files (one per live reader after the kill, see the windows test above); each
+    // line is a left or a right record of one of 20 keys.
+    let base = 1_700_000_000_000i64;
+    let mut records = Vec::new();
+    for f in 0..2i64 {
+        let mut text = String::new();
+        for i in 0..1500i64 {
+            let (ts, key, id) = (base + i * 20 + f, (i * 7 + f * 13) % 20, f * 100_000 + i);
+            let side = if (i / 3 + f) % 2 == 0 { "l" } else { "r" };
+            text.push_str(&format!(
+                "{{\"k\":\"k{key}\",\"ts\":{ts},\"side\":\"{side}\",\"id\":{id}}}\n"
+            ));
+            records.push((side, key, ts.div_euclid(SIZE), id));
+        }
+        std::fs::write(dir.join(format!("events-{f}.jsonl")), text).expect("events file");
+    }
+    let mut want: Vec<(i64, i64)> = Vec::new();
+    for l in records.iter().filter(|r| r.0 == "l") {
+        for r in records.iter().filter(|r| r.0 == "r") {
+            if l.1 == r.1 && l.2 == r.2 {
+                want.push((l.3, r.3));
+            }
+        }
+    }
+    want.sort_unstable();
+    assert!(want.len() > 1000, "{} pairs", want.len());
+    let out = c.dir().join("out-join");
+    let head = ringflow_tests::keyed_events_head(
+        "recovered-join",
+        "checkpoint_interval_ms = 200\nrestart_backoff_ms = 200\nlinger_ms = 5",
+        &dir,
+        ", max_per_sec = 400",
+    );
+    let spec = format!(
+        r#"{head}
+[[vertex]]
+name = "lefts"
+operator = "filter"
+config = {{ function = "equals", field = "side", value = "l" }}
+inputs = ["keyed"]
+[[vertex]]
+name = "rights"
+operator = "filter"
+config = {{ function = "equals", field = "side", value = "r" }}
+inputs = ["keyed"]
+[[vertex]]
+name = "join"
+operator = "join.window"
+config = {{ size_ms = {SIZE}, time_field = "ts" }}
+inputs = [{{ from = "lefts", edge = "hash" }}, {{ from = "rights", edge = "hash" }}]
+[[vertex]]
+name = "out"
+operator = "sink.file"
+config = {{ path = "{}", flush_every = 1 }}
+inputs = ["join"]
+"#,
+        out.display()
+    );
+    kill_one_while_it_emits(&mut c, &spec, "join");
+    let mut got: Vec<(i64, i64)> = Vec::new();
+    for e in std::fs::read_dir(&out).expect("output dir") {
+        let p = e.expect("entry").path();
+        assert!(!p.display().to_string().ends_with(".tmp"), "{p:?}");
+        for line in std::fs::read_to_string(&p).expect("part").lines() {
+            let r: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let r = r.get("value").cloned().unwrap_or(r);
+            let id = |side: &str| r[side]["id"].as_i64().expect("an id");
+            got.push((id("left"), id("right")));
+        }
+    }
+    got.sort_unstable();
+    let dupes = got.windows(2).filter(|w| w[0] == w[1]).count();
+    assert!(
+        got == want,
+        "{} pairs written, {} expected, {dupes} duplicates",
+        got.len(),
+        want.len()
+    );
+}
+
+/// Runs `spec` until `vertex` has emitted, two checkpoints completed and a thousand
+/// lines were read, kills (-9) worker-3, and waits for the job to finish after exactly
+/// one restart with nothing dropped late by `vertex`.
+fn kill_one_while_it_emits(c: &mut TestCluster, spec: &str, vertex: &str) {
+    let id = c.submit_job(spec).expect("job accepted");
+    c.wait_job(&id, "output, checkpoints, a third read", |j| {
+        let out_of = |name: &str| {
+            j.vertices
+                .iter()
+                .find(|v| v.name == name)
+                .map_or(0, |v| v.records_out)
+        };
+        j.checkpoints.completed >= 2 && out_of("lines") >= 1000 && out_of(vertex) > 0
+    });
+    c.take_worker("worker-3").kill9();
+    let j = c.wait_job_end(&id);
+    assert_eq!(j.state, ringflow_tests::JobState::Finished, "{j:#?}");
+    assert_eq!(j.restarts, 1, "{j:#?}");
+    let v = j
+        .vertices
+        .iter()
+        .find(|v| v.name == vertex)
+        .expect("vertex");
+    assert_eq!(
+        v.counters.get("late_dropped").copied().unwrap_or(0),
+        0,
+        "{v:?}"
     );
 }
